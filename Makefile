@@ -1,0 +1,52 @@
+# Shockproof — two commands on a fresh machine: `make demo` and `make test`.
+# Both bootstrap themselves: a .venv, an editable install refreshed whenever
+# pyproject.toml changes, and the system servers the tests need.
+
+PYTHON   ?= python3
+VENV     ?= .venv
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.installed
+PACKAGES := resilience telemetry fault_injection demo_app
+PYTEST_ARGS ?=
+
+.PHONY: help venv system-deps test lint typecheck pytest bench demo clean
+
+help:
+	@echo "make demo    run the demo stack (upstream, app, viewer)"
+	@echo "make test    lint, type-check and run the whole test suite"
+	@echo "make bench   run the benchmarks (prints ratios)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,redis]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# Servers and browsers the tests start themselves. Installed from Debian when
+# missing and we are allowed to (root); otherwise we say what is missing.
+system-deps:
+	@sh .ci/system-deps.sh
+
+lint: venv
+	$(BIN)/ruff check .
+
+typecheck: venv
+	$(BIN)/mypy $(PACKAGES)
+
+pytest: venv system-deps
+	$(BIN)/python -m pytest --cov --cov-branch --cov-report=term $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+bench: venv
+	$(BIN)/python -m bench
+
+demo: venv
+	$(BIN)/python -m demo_app
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

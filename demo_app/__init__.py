@@ -1,0 +1,3 @@
+"""demo_app package (see ../shared DESIGN)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""fault_injection package (see ../shared DESIGN)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""telemetry package (see ../shared DESIGN)."""
+
+__all__: list[str] = []
