@@ -1,0 +1,1 @@
+"""pytest plugin: the ``faults`` fixture (filled in by the fault-injection work)."""
