@@ -107,14 +107,15 @@ class _Tracker:
             emit(event)
 
 
-def _tracker(site: str) -> _Tracker | None:
-    return _Tracker(site) if (hub.hooks or hub.interceptors) else None
+def _tracker(site: str, timed: bool) -> _Tracker | None:
+    """A tracker when someone listens, or when the policy must time the whole call."""
+    return _Tracker(site) if (timed or hub.hooks or hub.interceptors) else None
 
 
 class Policy:
     """A reusable, immutable composition of resilience layers around calls."""
 
-    __slots__ = ("_budget", "_fallback_on", "_plain", "attempt_timeout", "bulkhead", "circuit", "deadline",
+    __slots__ = ("_budget", "_fallback_on", "_plain", "_timed", "attempt_timeout", "bulkhead", "circuit", "deadline",
                  "fallback", "name", "retry", "validate")
 
     def __init__(
@@ -142,8 +143,10 @@ class Policy:
         self.validate = validate
         self._budget = (RetryBudget(retry.budget, retry.budget_burst)
                         if retry is not None and retry.budget is not None else None)
+        #: max_time needs the call's start time, so such calls always get a tracker.
+        self._timed = retry is not None and retry.max_time is not None
         #: Only layers the inlined fast path handles (see _run_fast).
-        self._plain = bulkhead is None and attempt_timeout is None
+        self._plain = bulkhead is None and attempt_timeout is None and not self._timed
 
     # -- description -----------------------------------------------------------------
 
@@ -247,7 +250,7 @@ class Policy:
              check: Any, keep_slot: bool = False) -> Any:
         if self._plain and check is None and not (hub.hooks or hub.interceptors):
             return self._run_fast(fn, args, kwargs)
-        tr = _tracker(self.name)
+        tr = _tracker(self.name, self._timed)
         if check is not None:
             self._validate(check, args, kwargs, tr)
         if self._budget is not None:
@@ -369,7 +372,7 @@ class Policy:
 
     async def _arun(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
                     kwargs: dict[str, Any], check: Any, keep_slot: bool = False) -> Any:
-        tr = _tracker(self.name)
+        tr = _tracker(self.name, self._timed)
         if check is not None:
             self._validate(check, args, kwargs, tr)
         if self._budget is not None:
