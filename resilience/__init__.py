@@ -7,7 +7,8 @@ See ``resilience/README.md`` for the rules of the package.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
 from ._backoff import Backoff, exponential, fixed, none
 from ._budget import RetryBudget
@@ -54,8 +55,8 @@ from ._retry import Condition, Retry, on_kinds, on_types, retry_after_of, transi
 from ._validate import field_errors
 
 try:
-    __version__ = version("shockproof")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = _version("shockproof")
+except _PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [

@@ -23,7 +23,7 @@ import functools
 import inspect
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, ParamSpec, TypeVar, cast
 
 from . import _config
@@ -86,7 +86,7 @@ def handled_by_fallback(exc: BaseException) -> bool:
 class _Tracker:
     """Per-call bookkeeping, made only when someone listens (hooks or interceptors)."""
 
-    __slots__ = ("_info", "attempt_t0", "eventful", "site", "started_ns", "t0")
+    __slots__ = ("_info", "attempt_t0", "attempts", "eventful", "site", "started_ns", "t0")
 
     def __init__(self, site: str) -> None:
         self.site = site
@@ -94,6 +94,7 @@ class _Tracker:
         self.t0 = self.attempt_t0 = get_settings().clock.monotonic()
         self._info: CallInfo | None = None
         self.eventful = False
+        self.attempts = 1  # attempts made so far (for CallFinished)
 
     @property
     def info(self) -> CallInfo:
@@ -131,7 +132,7 @@ class Policy:
         fallback_on: Callable[[BaseException], bool] = handled_by_fallback,
         validate: Validator | None = None,
     ) -> None:
-        _check(name, retry, circuit, deadline, attempt_timeout, bulkhead, fallback, validate)
+        _check(name, retry, circuit, deadline, attempt_timeout, bulkhead, fallback, validate, fallback_on)
         self.name = name
         self.retry = retry
         self.circuit = circuit
@@ -232,15 +233,22 @@ class Policy:
         policy = self
 
         def guarded(*args: Any, **kwargs: Any) -> Iterator[Any]:
-            return policy._stream(fn, args, kwargs, check)
+            # A generator function itself (not one returning a generator): keeps the kind.
+            yield from policy._stream(fn, args, kwargs, check)
 
         return guarded
 
     def _wrap_asyncgen(self, fn: Callable[..., AsyncIterator[Any]], check: Any) -> Callable[..., Any]:
         policy = self
 
-        def guarded(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-            return policy._astream(fn, args, kwargs, check)
+        async def guarded(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            # An async generator function itself: keeps the kind; closing it closes the stream.
+            stream = policy._astream(fn, args, kwargs, check)
+            try:
+                async for item in stream:
+                    yield item
+            finally:
+                await stream.aclose()
 
         return guarded
 
@@ -497,7 +505,7 @@ class Policy:
             raise
 
     async def _astream(self, fn: Callable[..., AsyncIterator[Any]], args: tuple[Any, ...],
-                       kwargs: dict[str, Any], check: Any) -> AsyncIterator[Any]:
+                       kwargs: dict[str, Any], check: Any) -> AsyncGenerator[Any, None]:
         async def start() -> _Established:
             agen = fn(*args, **kwargs)
             try:
@@ -542,7 +550,7 @@ class Policy:
                 self._finish(tr, "error", exc)
             raise
 
-    def _acquire_circuit(self, tr: _Tracker | None) -> bool:
+    def _acquire_circuit(self, tr: _Tracker | None) -> int:
         circuit = cast(Circuit, self.circuit)
         try:
             return circuit.acquire()
@@ -570,6 +578,7 @@ class Policy:
                     tr.emit(DeadlineExpired(tr.info, budget[1] if budget else 0.0))
             raise exc
         if tr is not None:
+            tr.attempts = attempt + 1
             tr.emit(RetryScheduled(tr.info, attempt, decision, exc))
         return decision if get_settings().waits else 0.0
 
@@ -612,7 +621,7 @@ class Policy:
             return
         duration = get_settings().clock.monotonic() - tr.t0
         if tr.eventful or duration >= get_settings().slow_call:
-            attempts = getattr(exc, "__shockproof_attempts__", 1) if exc is not None else 1
+            attempts = getattr(exc, "__shockproof_attempts__", tr.attempts) if exc is not None else tr.attempts
             emit(CallFinished(tr.info, duration, outcome, exc, attempts))
             tr.eventful = False  # report once
 
@@ -631,7 +640,7 @@ def _check_expired(site: str) -> None:
 
 
 def _check(name: str, retry: Any, circuit: Any, deadline: Any, attempt_timeout: Any,
-           bulkhead: Any, fallback: Any, validate: Any) -> None:
+           bulkhead: Any, fallback: Any, validate: Any, fallback_on: Any) -> None:
     problems = []
     if not isinstance(name, str) or not name:
         problems.append("name must be a non-empty string")
@@ -646,6 +655,8 @@ def _check(name: str, retry: Any, circuit: Any, deadline: Any, attempt_timeout: 
             problems.append(f"{label}= must be a positive number of seconds, got {value!r}")
     if fallback is not None and not callable(fallback):
         problems.append(f"fallback= must be callable, got {fallback!r}")
+    if not callable(fallback_on):
+        problems.append(f"fallback_on= must be callable, got {fallback_on!r}")
     if validate is not None and not callable(validate):
         problems.append(f"validate= must be a pydantic model or callable, got {validate!r}")
     if problems:
