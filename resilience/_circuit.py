@@ -269,7 +269,8 @@ class Circuit:
         opened = self._opened_at
         if self.shared or opened is None:
             stamp = self._storage.opened_at
-            opened = stamp.timestamp() if stamp is not None else opened
+            if stamp is not None:  # Redis keeps whole seconds: our own exact time wins if later
+                opened = stamp.timestamp() if opened is None else max(opened, stamp.timestamp())
         if opened is None:
             return 0.0
         return opened + self.open_for - get_settings().clock.time()
