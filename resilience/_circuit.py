@@ -127,8 +127,9 @@ class Circuit:
             success_threshold=self.success_threshold, state_storage=self._storage, name=name,
         )
         self._lock = threading.Lock()
+        #: Rate mode: the last ``window`` outcomes (True = failed). Successes are appended
+        #: without the lock (``deque.append`` is atomic); failures count the window under it.
         self._outcomes: deque[bool] = deque(maxlen=window)
-        self._failures_in_window = 0
         self._probes = 0
         #: Counts half-open periods; a probe's token is the period it was admitted in, so a
         #: probe that outlives its period neither frees a slot nor decides the next one.
@@ -139,6 +140,10 @@ class Circuit:
         #: closed, no failure pending. Read without the lock by the policy's fast path;
         #: a stale read only costs a trip through the slow path.
         self.quiet = False
+        #: True when admission needs no check: in-memory and closed (both modes).
+        self.free = False
+        #: Rate mode, in-memory and closed: where a success is recorded, lock-free.
+        self.window_sink: Callable[[bool], None] | None = None
         self._requiet()
         self.history: deque[StateChange] = deque(maxlen=history)
         _registry[name] = self
@@ -154,21 +159,12 @@ class Circuit:
 
     def record_success(self, probe: int) -> None:
         """The admitted call succeeded."""
-        if self.rate_mode and not probe and not self.shared:
-            # The common rate-mode case, ``_record(False, False, None)`` inlined: in memory
-            # and closed, a success only slides the window (it never transitions, so no
-            # events). acquire/release rather than ``with``: half the cost on CPython 3.11.
-            lock = self._lock
-            lock.acquire()
-            try:
-                if self._seen == CLOSED and self._storage.state == CLOSED:
-                    outcomes = self._outcomes
-                    if len(outcomes) == outcomes.maxlen and outcomes[0]:
-                        self._failures_in_window -= 1
-                    outcomes.append(False)
-                    return
-            finally:
-                lock.release()
+        sink = self.window_sink
+        if sink is not None and not probe:
+            # In memory and closed, a rate-mode success only slides the window: it never
+            # transitions, so it needs neither the lock nor events.
+            sink(False)
+            return
         if probe or self.rate_mode:
             self._record(False, probe, None)
         elif self._storage.counter:
@@ -177,8 +173,11 @@ class Circuit:
                 self._requiet()
 
     def _requiet(self) -> None:
-        self.quiet = (not self.shared and not self.rate_mode and self._seen == CLOSED
-                      and not self._storage.counter)
+        """Refresh the flags the policy's fast path reads without the lock."""
+        local_closed = not self.shared and self._seen == CLOSED
+        self.free = local_closed
+        self.window_sink = self._outcomes.append if local_closed and self.rate_mode else None
+        self.quiet = local_closed and not self.rate_mode and not self._storage.counter
 
     def record_failure(self, exc: BaseException, probe: int) -> None:
         """The admitted call raised ``exc``; it counts only if ``counts(exc)``."""
@@ -246,13 +245,12 @@ class Circuit:
                 self._storage.reset_counter()
                 self._requiet()
             return
-        if len(self._outcomes) == self._outcomes.maxlen and self._outcomes[0]:
-            self._failures_in_window -= 1
         self._outcomes.append(failed)
-        self._failures_in_window += failed
+        if not failed:
+            return
         calls = len(self._outcomes)
         threshold = self.failure_rate_threshold or 0.0
-        if failed and calls >= self.min_calls and self._failures_in_window / calls >= threshold:
+        if calls >= self.min_calls and self._outcomes.count(True) / calls >= threshold:
             self._transition(OPEN, events)
 
     def _sync_state(self, events: list[CircuitStateChanged]) -> str:
@@ -291,7 +289,6 @@ class Circuit:
         if new != old:  # reset() of a closed circuit is no transition
             self._note(old, new, events)  # before clearing: it records the rate that tripped it
         self._outcomes.clear()
-        self._failures_in_window = 0
 
     def _note(self, old: str, new: str, events: list[CircuitStateChanged]) -> None:
         rate = self.failure_rate
@@ -321,7 +318,9 @@ class Circuit:
         """Share of failures in the window (rate mode), else None."""
         if not self.rate_mode or not self._outcomes:
             return None
-        return self._failures_in_window / len(self._outcomes)
+        outcomes = self._outcomes
+        calls = len(outcomes)
+        return outcomes.count(True) / calls if calls else None
 
     @property
     def retry_after(self) -> float:

@@ -155,16 +155,22 @@ Event = (
 )
 Hook = Callable[[Any], object]
 Interceptor = Callable[[AttemptInfo], "float | None"]
+#: Which sites an interceptor wants; policies cache the answer per interceptor generation.
+SitePredicate = Callable[[str], bool]
 
 
 class _Hub:
     """Copy-on-write tuples: readers never lock, writers do."""
 
-    __slots__ = ("hook_errors", "hooks", "interceptors", "lock")
+    __slots__ = ("filters", "generation", "hook_errors", "hooks", "interceptors", "lock")
 
     def __init__(self) -> None:
         self.hooks: tuple[Hook, ...] = ()
         self.interceptors: tuple[Interceptor, ...] = ()
+        #: ``filters[i]`` says which sites ``interceptors[i]`` wants (None: all of them).
+        self.filters: tuple[SitePredicate | None, ...] = ()
+        #: Bumped whenever interceptors or their filters change (see refresh_interceptors).
+        self.generation = 0
         self.hook_errors = 0
         self.lock = threading.Lock()
 
@@ -192,18 +198,44 @@ def unsubscribe(hook: Hook) -> None:
         hub.hooks = tuple(h for h in hub.hooks if h != hook)
 
 
-def add_interceptor(interceptor: Interceptor) -> Interceptor:
-    """Run ``interceptor`` before every attempt of every guarded call."""
+def add_interceptor(interceptor: Interceptor, *, sites: SitePredicate | None = None) -> Interceptor:
+    """Run ``interceptor`` before every attempt of guarded calls at the sites it wants.
+
+    ``sites(name) -> bool`` narrows it to some sites: calls elsewhere stay on the fast
+    path. Each policy asks once and caches the answer until :func:`refresh_interceptors`
+    (or another add/remove); call that when the predicate's answers change. Adding an
+    interceptor again replaces its predicate and keeps its place.
+    """
     with hub.lock:
-        if interceptor not in hub.interceptors:
-            hub.interceptors = (*hub.interceptors, interceptor)
+        pairs = dict(zip(hub.interceptors, hub.filters, strict=True))
+        pairs[interceptor] = sites
+        _publish(pairs)
     return interceptor
 
 
 def remove_interceptor(interceptor: Interceptor) -> None:
     """Stop running ``interceptor``; no error if it was not added."""
     with hub.lock:
-        hub.interceptors = tuple(i for i in hub.interceptors if i != interceptor)
+        pairs = dict(zip(hub.interceptors, hub.filters, strict=True))
+        pairs.pop(interceptor, None)
+        _publish(pairs)
+
+
+def _publish(pairs: dict[Interceptor, SitePredicate | None]) -> None:
+    hub.interceptors = tuple(pairs)
+    hub.filters = tuple(pairs.values())
+    hub.generation += 1
+
+
+def refresh_interceptors() -> None:
+    """Tell policies that some interceptor's site predicate may answer differently now."""
+    with hub.lock:
+        hub.generation += 1
+
+
+def wants(site: str) -> bool:
+    """True when some interceptor wants ``site`` (uncached; policies cache it)."""
+    return any(f is None or f(site) for f in hub.filters)
 
 
 def has_subscribers() -> bool:
@@ -226,7 +258,9 @@ def emit(event: object) -> None:
 def run_interceptors(info: AttemptInfo) -> float:
     """Run interceptors for one attempt; returns the total delay they asked for."""
     delay = 0.0
-    for interceptor in hub.interceptors:
+    for interceptor, wanted in zip(hub.interceptors, hub.filters, strict=False):
+        if wanted is not None and not wanted(info.site):
+            continue
         asked = interceptor(info)
         if asked:
             delay += asked
@@ -237,5 +271,5 @@ def clear() -> None:
     """Remove every hook and interceptor (tests)."""
     with hub.lock:
         hub.hooks = ()
-        hub.interceptors = ()
+        _publish({})
         hub.hook_errors = 0

@@ -57,9 +57,13 @@ from ._events import (
     hub,
     next_call_id,
     run_interceptors,
+    wants,
 )
 from ._retry import Retry, retry_after_of
 from ._validate import Validator, make_checker
+
+#: Bound once: the fast path calls them on every guarded call.
+_get_expiry, _set_expiry, _reset_expiry = _expiry.get, _expiry.set, _expiry.reset
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -108,15 +112,15 @@ class _Tracker:
             emit(event)
 
 
-def _tracker(site: str, timed: bool) -> _Tracker | None:
+def _tracker(site: str, timed: bool, intercepted: bool) -> _Tracker | None:
     """A tracker when someone listens, or when the policy must time the whole call."""
-    return _Tracker(site) if (timed or hub.hooks or hub.interceptors) else None
+    return _Tracker(site) if (timed or intercepted or hub.hooks) else None
 
 
 class Policy:
     """A reusable, immutable composition of resilience layers around calls."""
 
-    __slots__ = ("_budget", "_fallback_on", "_plain", "_timed", "attempt_timeout", "bulkhead", "circuit", "deadline",
+    __slots__ = ("_budget", "_fallback_on", "_igen", "_iwant", "_plain", "_timed", "attempt_timeout", "bulkhead", "circuit", "deadline",
                  "fallback", "name", "retry", "validate")
 
     def __init__(
@@ -144,10 +148,20 @@ class Policy:
         self.validate = validate
         self._budget = (RetryBudget(retry.budget, retry.budget_burst)
                         if retry is not None and retry.budget is not None else None)
+        self._igen = -1
+        self._iwant = False
         #: max_time needs the call's start time, so such calls always get a tracker.
         self._timed = retry is not None and retry.max_time is not None
         #: Only layers the inlined fast path handles (see _run_fast).
         self._plain = bulkhead is None and attempt_timeout is None and not self._timed
+
+    def _intercepted(self) -> bool:
+        """Does any interceptor want this site? Cached per interceptor generation."""
+        generation = hub.generation
+        if self._igen != generation:
+            self._iwant = wants(self.name)
+            self._igen = generation
+        return self._iwant
 
     # -- description -----------------------------------------------------------------
 
@@ -208,10 +222,10 @@ class Policy:
         return result
 
     def _wrap_sync(self, fn: Callable[..., Any], check: Any) -> Callable[..., Any]:
-        run, fast = self._run, self._run_fast
+        run, fast, intercepted = self._run, self._run_fast, self._intercepted
         if self._plain and check is None:
             def fast_guarded(*args: Any, **kwargs: Any) -> Any:
-                if hub.hooks or hub.interceptors:
+                if hub.hooks or (hub.interceptors and intercepted()):
                     return run(fn, args, kwargs, None)
                 return fast(fn, args, kwargs)
             return fast_guarded
@@ -256,9 +270,10 @@ class Policy:
 
     def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
              check: Any, keep_slot: bool = False) -> Any:
-        if self._plain and check is None and not (hub.hooks or hub.interceptors):
+        intercepted = bool(hub.interceptors) and self._intercepted()
+        if self._plain and check is None and not (hub.hooks or intercepted):
             return self._run_fast(fn, args, kwargs)
-        tr = _tracker(self.name, self._timed)
+        tr = _tracker(self.name, self._timed, intercepted)
         if check is not None:
             self._validate(check, args, kwargs, tr)
         if self._budget is not None:
@@ -289,28 +304,33 @@ class Policy:
         circuit = self.circuit
         token = None
         try:
-            if self.deadline is not None:
-                expiry = _config._settings.clock.monotonic() + self.deadline
-                outer = _expiry.get()
-                token = _expiry.set(outer if outer is not None and outer[0] <= expiry
-                                    else (expiry, self.deadline))
+            budget_s = self.deadline
+            if budget_s is not None:
+                expiry = _config._settings.clock.monotonic() + budget_s
+                outer = _get_expiry()
+                token = _set_expiry(outer if outer is not None and outer[0] <= expiry
+                                    else (expiry, budget_s))
             try:
                 if circuit is None:
                     return fn(*args, **kwargs)
-                probe = False if circuit.quiet else circuit.acquire()
+                probe = 0 if circuit.free else circuit.acquire()
                 try:
                     result = fn(*args, **kwargs)
                 except BaseException as exc:
                     circuit.record_failure(exc, probe)
                     raise
                 if not circuit.quiet:
-                    circuit.record_success(probe)
+                    sink = circuit.window_sink
+                    if sink is not None and not probe:
+                        sink(False)
+                    else:
+                        circuit.record_success(probe)
                 return result
             except Exception as exc:
                 return self._retry_sync(fn, args, kwargs, None, False, first=exc)
             finally:
                 if token is not None:
-                    _expiry.reset(token)
+                    _reset_expiry(token)
         except Exception as exc:
             return self._fallback(exc, None)
 
@@ -346,14 +366,14 @@ class Policy:
             if tr is not None:
                 tr.attempt_t0 = get_settings().clock.monotonic()
             if self.attempt_timeout is None:
-                if tr is not None and hub.interceptors:
+                if tr is not None and hub.interceptors and self._intercepted():
                     self._intercept(tr, attempt)
                 result = fn(*args, **kwargs)
             else:
                 budget = self.attempt_timeout
                 token = _expiry.set(_tighter(get_settings().clock.monotonic() + budget, budget))
                 try:
-                    if tr is not None and hub.interceptors:
+                    if tr is not None and hub.interceptors and self._intercepted():
                         self._intercept(tr, attempt)
                     result = fn(*args, **kwargs)
                 finally:
@@ -380,7 +400,7 @@ class Policy:
 
     async def _arun(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
                     kwargs: dict[str, Any], check: Any, keep_slot: bool = False) -> Any:
-        tr = _tracker(self.name, self._timed)
+        tr = _tracker(self.name, self._timed, bool(hub.interceptors) and self._intercepted())
         if check is not None:
             self._validate(check, args, kwargs, tr)
         if self._budget is not None:
@@ -464,7 +484,7 @@ class Policy:
 
     async def _aintercepted(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
                             kwargs: dict[str, Any], attempt: int, tr: _Tracker | None) -> Any:
-        if tr is not None and hub.interceptors:
+        if tr is not None and hub.interceptors and self._intercepted():
             delay = run_interceptors(AttemptInfo(self.name, attempt, tr.info))
             if delay > 0:
                 await get_settings().clock.asleep(delay)

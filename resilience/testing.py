@@ -77,12 +77,14 @@ def fake_clock(start: float = 1_700_000_000.0) -> Iterator[FakeClock]:
 def isolated() -> Iterator[None]:
     """Fresh process-wide settings, hooks and interceptors for the block, restored after."""
     old = _config.get_settings()
-    hooks, interceptors = _events.hub.hooks, _events.hub.interceptors
+    hub = _events.hub
+    hooks, interceptors, filters = hub.hooks, hub.interceptors, hub.filters
     _config.reset()
     _events.clear()
     try:
         yield
     finally:
         _config.restore(old)
-        with _events.hub.lock:
-            _events.hub.hooks, _events.hub.interceptors = hooks, interceptors
+        with hub.lock:
+            hub.hooks = hooks
+            _events._publish(dict(zip(interceptors, filters, strict=True)))
