@@ -6,8 +6,8 @@
    per call (absolute), also shown against the empty call.
 3. For information: a matching rule that does not fire (rate 0; the ordinal is
    counted and the draw skipped), one with a rate (a BLAKE2b draw per call), and a
-   guarded call with and without rules armed (armed rules register resilience's
-   interceptor, which takes guards off their fast path).
+   guarded call with and without rules armed for other sites (the interceptor tells
+   resilience which sites it wants, so other guards stay on their fast path).
 
 Every case is called through ``functools.partial`` so that loop overhead is equal.
 """
