@@ -106,10 +106,11 @@ class _Tracker:
             self._info = CallInfo(self.site, next_call_id(), self.started_ns)
         return self._info
 
-    def emit(self, event: object) -> None:
+    def emit(self, event_type: Callable[..., object], *fields: Any) -> None:
+        """Note that something happened; build the event only if someone listens."""
         self.eventful = True
         if hub.hooks:
-            emit(event)
+            emit(event_type(self.info, *fields))
 
 
 def _tracker(site: str, timed: bool, intercepted: bool) -> _Tracker | None:
@@ -431,7 +432,7 @@ class Policy:
             if not scope.expired():
                 raise
             if tr is not None:
-                tr.emit(DeadlineExpired(tr.info, budget))
+                tr.emit(DeadlineExpired, budget)
             raise DeadlineExceeded(budget, self.name) from None
         finally:
             _expiry.reset(token)
@@ -566,7 +567,7 @@ class Policy:
             check(args, kwargs)
         except ValidationFailed as exc:
             if tr is not None:
-                tr.emit(ValidationRejected(tr.info, list(exc.errors)))
+                tr.emit(ValidationRejected, list(exc.errors))
                 self._finish(tr, "error", exc)
             raise
 
@@ -580,26 +581,26 @@ class Policy:
 
     def _rejected(self, tr: _Tracker | None, reason: Any, target: str, retry_after: float | None) -> None:
         if tr is not None:
-            tr.emit(CallRejected(tr.info, reason, target, retry_after))
+            tr.emit(CallRejected, reason, target, retry_after)
 
     def _after_failure(self, exc: Exception, attempt: int, tr: _Tracker | None) -> float:
         """Decide about a failed attempt: return the wait before the next one, or raise ``exc``."""
         if tr is not None and not isinstance(exc, CircuitOpenError | BulkheadFull):
             c = classify(exc)
             duration = get_settings().clock.monotonic() - tr.attempt_t0
-            tr.emit(AttemptFailed(tr.info, attempt, exc, c.kind, c.transient, duration))
+            tr.emit(AttemptFailed, attempt, exc, c.kind, c.transient, duration)
         decision = self._decide(exc, attempt, tr)
         if isinstance(decision, str):
             _attach_attempts(exc, attempt)
             if tr is not None and self.retry is not None:
-                tr.emit(RetriesExhausted(tr.info, attempt, exc, cast(ExhaustedReason, decision)))
+                tr.emit(RetriesExhausted, attempt, exc, cast(ExhaustedReason, decision))
                 if decision == "deadline":
                     budget = _expiry.get()
-                    tr.emit(DeadlineExpired(tr.info, budget[1] if budget else 0.0))
+                    tr.emit(DeadlineExpired, budget[1] if budget else 0.0)
             raise exc
         if tr is not None:
             tr.attempts = attempt + 1
-            tr.emit(RetryScheduled(tr.info, attempt, decision, exc))
+            tr.emit(RetryScheduled, attempt, decision, exc)
         return decision if get_settings().waits else 0.0
 
     def _decide(self, exc: Exception, attempt: int, tr: _Tracker | None) -> float | str:
@@ -632,7 +633,7 @@ class Policy:
                 self._finish(tr, "error", exc)
             raise exc
         if tr is not None:
-            tr.emit(FallbackUsed(tr.info, exc))
+            tr.emit(FallbackUsed, exc)
         return self.fallback(exc)
 
     @staticmethod

@@ -33,11 +33,13 @@ from resilience import (
     RetryScheduled,
     ValidationFailed,
     ValidationRejected,
+    add_interceptor,
     emit,
     fixed,
     guard,
     has_subscribers,
     none,
+    refresh_interceptors,
     subscribe,
     unsubscribe,
 )
@@ -264,6 +266,37 @@ def test_no_event_is_built_without_subscribers(monkeypatch: pytest.MonkeyPatch) 
         with pytest.raises(BulkheadFull):
             guard("svc.quiet", bulkhead=bulkhead)(lambda: None)()
     assert (runs[0], built) == (3, [])
+
+
+def test_no_event_is_built_for_interceptors_or_max_time_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interceptor or Retry(max_time=) needs per-call bookkeeping, but still builds no event."""
+    built = _count_event_construction(monkeypatch)
+    seen: list[int] = []
+    add_interceptor(lambda info: seen.append(info.attempt))
+    with fake_clock():
+        @guard("svc.timed", retry=Retry(attempts=3, backoff=fixed(1), max_time=60, budget=None),
+               fallback=lambda e: "x")
+        def flaky() -> str:
+            raise ConnectionError("down")
+
+        assert flaky() == "x"
+    events_built = [name for name in built if name not in ("CallInfo", "AttemptInfo")]
+    assert (seen, events_built) == ([1, 2, 3], [])
+
+
+def test_interceptor_site_filter_keeps_other_sites_uncalled() -> None:
+    """An interceptor that wants only some sites is not run for the others, and learns of changes."""
+    wanted = {"svc.a"}
+    seen: list[str] = []
+    add_interceptor(lambda info: seen.append(info.site), sites=lambda site: site in wanted)
+    a = guard("svc.a")(lambda: 1)
+    b = guard("svc.b")(lambda: 2)
+    a(), b()
+    wanted.add("svc.b")
+    b()  # cached answer: not yet told
+    refresh_interceptors()
+    b()
+    assert seen == ["svc.a", "svc.b"]
 
 
 def test_hooks_receive_events_from_other_threads() -> None:
