@@ -14,9 +14,9 @@ class Bulkhead:
     """A counting limit shared by sync threads and async tasks alike."""
 
     def __init__(self, max_concurrent: int, max_wait: float = 0.0, *, name: str = "") -> None:
-        if not isinstance(max_concurrent, int) or max_concurrent < 1:
+        if not isinstance(max_concurrent, int) or isinstance(max_concurrent, bool) or max_concurrent < 1:
             raise ConfigurationError(f"Bulkhead(max_concurrent=) must be an int >= 1, got {max_concurrent!r}")
-        if max_wait < 0:
+        if not isinstance(max_wait, int | float) or isinstance(max_wait, bool) or max_wait < 0:
             raise ConfigurationError(f"Bulkhead(max_wait=) must be >= 0, got {max_wait!r}")
         self.max_concurrent = max_concurrent
         self.max_wait = float(max_wait)

@@ -66,7 +66,7 @@ class RetryScheduled:
     exception: BaseException
 
 
-ExhaustedReason = Literal["attempts", "max_time", "deadline", "budget", "permanent"]
+ExhaustedReason = Literal["attempts", "max_time", "deadline", "budget", "permanent", "retry_after"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -614,7 +614,7 @@ class Policy:
         hint = retry_after_of(exc)
         if hint is not None:
             if hint > retry.max_retry_after:
-                return "max_time"
+                return "retry_after"
             wait = max(wait, hint)
         effective = wait if settings.waits else 0.0
         now = settings.clock.monotonic()

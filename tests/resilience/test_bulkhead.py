@@ -323,7 +323,8 @@ def test_abandoned_async_generator_releases_its_slot_on_aclose() -> None:
 
 @pytest.mark.parametrize(
     ("args", "kwargs"),
-    [((0,), {}), ((-1,), {}), (("2",), {}), ((1.5,), {}), ((1,), {"max_wait": -0.1})],
+    [((0,), {}), ((-1,), {}), (("2",), {}), ((1.5,), {}), ((True,), {}),
+     ((1,), {"max_wait": -0.1}), ((1,), {"max_wait": "1"})],
 )
 def test_bad_bulkhead_configuration_is_rejected(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Bulkhead() needs an int >= 1 and a non-negative max_wait."""

@@ -215,6 +215,13 @@ def test_hint_over_max_retry_after_gives_up(clock: Any) -> None:
     assert (fn.calls, clock.sleeps) == (1, [])
 
 
+def test_hint_over_max_retry_after_is_reported_as_the_reason(clock: Any, events: list[object]) -> None:
+    """Giving up on a too-long Retry-After hint says so in RetriesExhausted.reason."""
+    with pytest.raises(Hinted):
+        _policy(attempts=5, max_retry_after=60.0).call(Flaky(Hinted(120.0)))
+    assert [e.reason for e in events if isinstance(e, RetriesExhausted)] == ["retry_after"]
+
+
 @pytest.mark.parametrize("hint", [-1.0, float("nan"), float("inf"), "10", True])
 def test_nonsense_hints_are_ignored(clock: Any, hint: object) -> None:
     """Negative, non-finite or non-numeric retry_after values do not set the wait."""
