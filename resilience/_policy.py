@@ -92,10 +92,10 @@ class _Tracker:
 
     __slots__ = ("_info", "attempt_t0", "attempts", "eventful", "site", "started_ns", "t0")
 
-    def __init__(self, site: str) -> None:
+    def __init__(self, site: str, started_ns: int = 0, t0: float | None = None) -> None:
         self.site = site
-        self.started_ns = time.time_ns()
-        self.t0 = self.attempt_t0 = get_settings().clock.monotonic()
+        self.started_ns = started_ns or time.time_ns()
+        self.t0 = self.attempt_t0 = get_settings().clock.monotonic() if t0 is None else t0
         self._info: CallInfo | None = None
         self.eventful = False
         self.attempts = 1  # attempts made so far (for CallFinished)
@@ -226,8 +226,10 @@ class Policy:
         run, fast, intercepted = self._run, self._run_fast, self._intercepted
         if self._plain and check is None:
             def fast_guarded(*args: Any, **kwargs: Any) -> Any:
-                if hub.hooks or (hub.interceptors and intercepted()):
+                if hub.interceptors and intercepted():
                     return run(fn, args, kwargs, None)
+                if hub.hooks:
+                    return fast(fn, args, kwargs, time.time_ns())
                 return fast(fn, args, kwargs)
             return fast_guarded
 
@@ -272,8 +274,8 @@ class Policy:
     def _run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
              check: Any, keep_slot: bool = False) -> Any:
         intercepted = bool(hub.interceptors) and self._intercepted()
-        if self._plain and check is None and not (hub.hooks or intercepted):
-            return self._run_fast(fn, args, kwargs)
+        if self._plain and check is None and not intercepted:
+            return self._run_fast(fn, args, kwargs, time.time_ns() if hub.hooks else 0)
         tr = _tracker(self.name, self._timed, intercepted)
         if check is not None:
             self._validate(check, args, kwargs, tr)
@@ -297,43 +299,70 @@ class Policy:
             self._finish(tr, "success", None)
         return result
 
-    def _run_fast(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """The common case inlined: nobody listens; only retry, circuit and deadline layers."""
+    def _run_fast(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                  started_ns: int = 0) -> Any:
+        """The common case inlined: only retry, circuit and deadline layers, no interceptor.
+
+        With ``started_ns`` (hooks listen) the call is *observed*: the same path plus a
+        start stamp; the tracker, seeded with the call's true start, is made only at the
+        first failure or rejection, or at the end of a slow call. Successful calls that
+        are quick build nothing.
+        """
         budget = self._budget
         if budget is not None:
             budget._calls += 1
         circuit = self.circuit
         token = None
+        tr: _Tracker | None = None
+        admitted = circuit is None
+        budget_s = self.deadline
+        t0 = _config._settings.clock.monotonic() if budget_s is not None or started_ns else 0.0
         try:
-            budget_s = self.deadline
             if budget_s is not None:
-                expiry = _config._settings.clock.monotonic() + budget_s
+                expiry = t0 + budget_s
                 outer = _get_expiry()
                 token = _set_expiry(outer if outer is not None and outer[0] <= expiry
                                     else (expiry, budget_s))
             try:
                 if circuit is None:
-                    return fn(*args, **kwargs)
-                probe = 0 if circuit.free else circuit.acquire()
-                try:
                     result = fn(*args, **kwargs)
-                except BaseException as exc:
-                    circuit.record_failure(exc, probe)
-                    raise
-                if not circuit.quiet:
-                    sink = circuit.window_sink
-                    if sink is not None and not probe:
-                        sink(False)
-                    else:
-                        circuit.record_success(probe)
-                return result
+                else:
+                    probe = 0 if circuit.free else circuit.acquire()
+                    admitted = True
+                    try:
+                        result = fn(*args, **kwargs)
+                    except BaseException as exc:
+                        circuit.record_failure(exc, probe)
+                        raise
+                    if not circuit.quiet:
+                        sink = circuit.window_sink
+                        if sink is not None and not probe:
+                            sink(False)
+                        else:
+                            circuit.record_success(probe)
             except Exception as exc:
-                return self._retry_sync(fn, args, kwargs, None, False, first=exc)
+                if started_ns:
+                    tr = _Tracker(self.name, started_ns, t0)
+                    if not admitted and isinstance(exc, CircuitOpenError):
+                        self._rejected(tr, "circuit_open", exc.circuit, exc.retry_after)
+                result = self._retry_sync(fn, args, kwargs, tr, False, first=exc)
             finally:
                 if token is not None:
                     _reset_expiry(token)
         except Exception as exc:
-            return self._fallback(exc, None)
+            if started_ns and tr is None:
+                tr = _Tracker(self.name, started_ns, t0)
+            value = self._fallback(exc, tr)
+            self._finish(tr, "fallback", exc)
+            return value
+        if started_ns:
+            if tr is None:
+                settings = _config._settings
+                if settings.clock.monotonic() - t0 < settings.slow_call:
+                    return result
+                tr = _Tracker(self.name, started_ns, t0)
+            self._finish(tr, "success", None)
+        return result
 
     def _retry_sync(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                     tr: _Tracker | None, keep_slot: bool, first: Exception | None = None) -> Any:

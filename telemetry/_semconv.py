@@ -62,3 +62,42 @@ EVENT_FALLBACK: Final = "shockproof.fallback_used"
 EVENT_DEADLINE: Final = "shockproof.deadline_expired"
 EVENT_VALIDATION: Final = "shockproof.validation_rejected"
 EVENT_FAULT: Final = "shockproof.fault.injected"
+
+# --- added by the telemetry core (configure, spans, logs, metrics) -------------------
+ATTEMPT_DURATION_S: Final = "shockproof.attempt.duration_s"
+DURATION_MS: Final = "shockproof.duration_ms"        # request / call duration in a log line
+FAULT_DETAIL: Final = "shockproof.fault.detail"
+INCOMPLETE: Final = "shockproof.incomplete"          # bool: a span ended without its call finishing
+VALIDATION_TYPES: Final = "shockproof.validation.types"  # comma-separated error types
+LOGGER_NAME: Final = "logger"                        # log record fields (structlog event dict)
+LOG_LEVEL: Final = "level"
+LOG_TIMESTAMP: Final = "timestamp"
+LOG_EVENT: Final = "event"
+LOG_TRACE_ID: Final = "trace_id"
+LOG_SPAN_ID: Final = "span_id"
+TRACE_ID_HEADER: Final = "X-Trace-Id"                # response header carrying the trace id
+TRACEPARENT_HEADER: Final = "traceparent"
+
+# --- log event names ------------------------------------------------------------------
+LOG_REQUEST: Final = "request"                       # one line per HTTP request
+LOG_CALL_FAILED: Final = "shockproof.call_failed"    # a guarded call failed (kind, fingerprint; the exception with exceptions_as="logs")
+LOG_RETRY: Final = EVENT_RETRY
+LOG_FALLBACK: Final = EVENT_FALLBACK
+LOG_CIRCUIT: Final = EVENT_CIRCUIT
+LOG_FAULT: Final = EVENT_FAULT
+
+# --- metric instruments ---------------------------------------------------------------
+METRIC_ERRORS: Final = "shockproof.errors"           # counter {shockproof.kind, http.route, shockproof.site}
+METRIC_RETRIES: Final = "shockproof.retries"         # counter {shockproof.site}
+METRIC_FALLBACKS: Final = "shockproof.fallbacks"     # counter {shockproof.site}
+METRIC_REJECTIONS: Final = "shockproof.rejections"   # counter {shockproof.site, shockproof.rejected.reason}
+METRIC_FAULTS: Final = "shockproof.faults"           # counter {shockproof.fault.site, shockproof.fault.kind}
+METRIC_CIRCUIT_STATE: Final = "shockproof.circuit.state"  # gauge 0 closed, 1 half-open, 2 open
+METRIC_CIRCUIT_TRANSITIONS: Final = "shockproof.circuit.transitions"  # counter {name, state}
+METRIC_DROPPED: Final = "shockproof.telemetry.dropped"    # counter {shockproof.telemetry.source}
+METRIC_HTTP_DURATION: Final = "http.server.request.duration"  # histogram, seconds (opt-in)
+METRIC_HTTP_REQUESTS: Final = "shockproof.http.requests"  # counter {method, route, status}
+METRIC_HTTP_TIME: Final = "shockproof.http.time"     # counter, seconds {method, route, status}
+DROP_SOURCE: Final = "shockproof.telemetry.source"   # spans | logs | store | otlp | sentry | events ...
+LOG_EXCEPTION: Final = "exception"                   # telemetry.record_exception()'s log line
+REJECT_TARGET: Final = "shockproof.rejected.target"  # the circuit or bulkhead that refused
