@@ -9,12 +9,14 @@ STAMP    := $(VENV)/.installed
 PACKAGES := resilience telemetry fault_injection demo_app
 PYTEST_ARGS ?=
 
-.PHONY: help venv system-deps test lint typecheck pytest bench demo clean
+.PHONY: help venv system-deps test lint typecheck pytest bench chaos soak demo clean
 
 help:
 	@echo "make demo    run the demo stack (upstream, app, viewer)"
 	@echo "make test    lint, type-check and run the whole test suite"
 	@echo "make bench   run the benchmarks (prints ratios)"
+	@echo "make chaos   the stateful chaos test with the deep profile"
+	@echo "make soak    reliability figures under load and faults (bench/results/soak.md)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +49,12 @@ test: lint typecheck pytest
 
 bench: venv
 	$(BIN)/python -m bench
+
+chaos: venv system-deps
+	SHOCKPROOF_CHAOS_PROFILE=chaos $(BIN)/python -m pytest -p no:cacheprovider tests/proof/test_chaos.py
+
+soak: venv
+	$(BIN)/python -m bench.soak
 
 demo: venv
 	$(BIN)/python -m demo_app
