@@ -28,6 +28,8 @@ from .web import bp as web
 _HERE = Path(__file__).parent
 #: Room for the multipart envelope and the other form fields around an upload.
 _FORM_OVERHEAD = 1024 * 1024
+#: Text form fields kept in memory; must stay well above Werkzeug's 64 KiB multipart chunk.
+_FORM_FIELD_MEMORY = 256 * 1024
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
         "frame-ancestors 'none'; form-action 'self'")
@@ -39,7 +41,9 @@ def create_app(config: DemoConfig | None = None) -> Flask:
     app = Flask("demo_app", static_folder=str(_HERE / "static"),
                 template_folder=str(_HERE / "templates"))
     app.config["MAX_CONTENT_LENGTH"] = config.max_upload_bytes + _FORM_OVERHEAD
-    app.config["MAX_FORM_MEMORY_SIZE"] = 64 * 1024
+    # Werkzeug also bounds its multipart read buffer by this (64 KiB chunks plus a partial
+    # boundary carried over), not only text fields: at 64 KiB, file uploads failed with 413.
+    app.config["MAX_FORM_MEMORY_SIZE"] = _FORM_FIELD_MEMORY
     state = _build_state(config, _header_hooks(config))
     app.extensions[EXTENSION_KEY] = state
     _wire(app, config)
