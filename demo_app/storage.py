@@ -20,6 +20,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -59,6 +60,34 @@ def atomic_write(path: Path, data: bytes) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(directory)
+
+
+#: Leftovers of a write killed mid-way (SIGKILL, power loss) older than this are swept
+#: when a store starts. By age, so that workers never delete each other's writes in flight.
+STALE_AFTER_S = 3600.0
+
+
+def sweep_stale(root: Path, older_than: float = STALE_AFTER_S, now: float | None = None) -> int:
+    """Remove temporary files (``*.tmp``) and upload staging directories (``.incoming/*``)
+    under ``root`` that are older than ``older_than`` seconds; returns how many went.
+
+    Readers never see these (they look only at final names), but after crashes they
+    would otherwise pile up on disk forever.
+    """
+    if not root.is_dir():
+        return 0
+    cutoff = (time.time() if now is None else now) - older_than
+    removed = 0
+    for path in [*root.rglob("*.tmp"), *root.glob(".incoming/*")]:
+        with contextlib.suppress(OSError):  # gone already, or not ours to remove
+            if path.lstat().st_mtime >= cutoff:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed += 1
+    return removed
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -107,6 +136,7 @@ class ProgressStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        sweep_stale(root)
 
     def path(self, user_id: str, title_id: int) -> Path:
         return _inside(self.root, check_user_id(user_id), f"{int(title_id)}.json")
@@ -165,6 +195,7 @@ class UserStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        sweep_stale(root)
 
     @staticmethod
     def _email_key(email: str) -> str:

@@ -22,7 +22,7 @@ from typing import IO, Any
 from resilience import guard
 
 from . import media
-from .storage import fsync_dir, write_json
+from .storage import fsync_dir, sweep_stale, write_json
 
 _CHUNK = 256 * 1024
 
@@ -57,6 +57,7 @@ class UploadStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        sweep_stale(root)  # staging directories of uploads killed mid-way
 
     def store(self, stream: IO[bytes], content_type: str, container: str,
               duration_s: float) -> dict[str, Any]:
