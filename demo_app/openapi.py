@@ -144,6 +144,7 @@ def _paths() -> Json:
         "/api/progress/{title_id}": {
             "put": _op("Save the watch position (atomic write).", {
                 "200": _json(_ref("Progress"), "Saved."), "400": _E400, "401": _E401,
+                "404": _problem("No such route (title_id is not a non-negative integer)."),
                 "415": _problem("Not JSON."),
                 "422": _E422, "503": _E503, "507": _E507},
                 parameters=[_TITLE_ID, *_USER],

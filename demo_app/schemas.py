@@ -69,7 +69,8 @@ class ProgressBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    position_s: float = Field(ge=0, le=7 * 24 * 3600, allow_inf_nan=False,
+    # strict: a JSON number only (true or "42" are not positions; the document says number).
+    position_s: float = Field(ge=0, le=7 * 24 * 3600, allow_inf_nan=False, strict=True,
                               description="Seconds from the start of the title.")
 
 

@@ -214,7 +214,10 @@ def _add_routes(bp: Blueprint, default_ttl: float | None) -> None:
 
     @bp.post("/", strict_slashes=False)
     def add() -> Any:
-        body = request.get_json(silent=True)
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:  # nested too deep to decode: as unreadable as invalid JSON
+            body = None
         if body is None:
             return problem(400, "Bad Request", "the body must be JSON (Content-Type: application/json)",
                            slug="invalid-json", errors=[PlanFieldError(field="(body)", message="not JSON")])

@@ -423,6 +423,7 @@ class Policy:
     def _intercept(self, tr: _Tracker, attempt: int) -> None:
         delay = run_interceptors(AttemptInfo(self.name, attempt, tr.info))
         if delay > 0:
+            tr.eventful = True  # injected latency: the call will report CallFinished
             get_settings().clock.sleep(delay)
             _check_expired(self.name)
 
@@ -517,6 +518,7 @@ class Policy:
         if tr is not None and hub.interceptors and self._intercepted():
             delay = run_interceptors(AttemptInfo(self.name, attempt, tr.info))
             if delay > 0:
+                tr.eventful = True  # injected latency: the call will report CallFinished
                 await get_settings().clock.asleep(delay)
                 _check_expired(self.name)
         return await fn(*args, **kwargs)

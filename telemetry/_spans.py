@@ -206,7 +206,13 @@ class CallSpans:
         self._log.warning(sc.LOG_CIRCUIT, **attrs)
 
     def _fault(self, ev: FaultInjected) -> None:
+        # A fault in a guarded call goes on the call's span (resilience reports the end of
+        # every call a fault touched, injected latency included, so the span always ends).
+        # A point() outside any recording span gets a short span of its own.
+        own = None
         span = self._span_for(ev.call) if ev.call is not None else trace.get_current_span()
+        if not span.is_recording():
+            span = own = self._tracer.start(ev.site, attributes={sc.SITE: ev.site})
         attrs: dict[str, Any] = {sc.FAULT_SITE: ev.site, sc.FAULT_KIND: ev.fault,
                                  sc.FAULT_RULE_ID: ev.rule_id, sc.FAULT_SEED: ev.seed,
                                  sc.FAULT_ORDINAL: ev.ordinal}
@@ -217,6 +223,8 @@ class CallSpans:
         span.set_attributes({sc.FAULT_INJECTED: True, sc.FAULT_RULE_ID: ev.rule_id,
                              sc.FAULT_SEED: ev.seed})
         span.add_event(sc.EVENT_FAULT, attrs)
+        if own is not None:
+            own.end()
         self._metrics.faults.add(1, {sc.FAULT_SITE: ev.site, sc.FAULT_KIND: ev.fault})
         self._log.warning(sc.LOG_FAULT, **{sc.FAULT_INJECTED: True, **attrs})
 

@@ -284,6 +284,26 @@ def test_no_event_is_built_for_interceptors_or_max_time_alone(monkeypatch: pytes
     assert (seen, events_built) == ([1, 2, 3], [])
 
 
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_injected_latency_makes_a_successful_call_report_call_finished(
+        events: list[object], asynchronous: bool) -> None:
+    """A call that only waited out an interceptor's delay still ends with CallFinished."""
+    import asyncio
+
+    add_interceptor(lambda info: 0.25)
+    with fake_clock():
+        if asynchronous:
+            @guard("svc.slowed")
+            async def slowed_async() -> int:
+                return 1
+
+            assert asyncio.run(slowed_async()) == 1
+        else:
+            assert guard("svc.slowed")(lambda: 1)() == 1
+    finished = [e for e in events if isinstance(e, CallFinished)]
+    assert [(e.call.site, e.outcome, e.duration) for e in finished] == [("svc.slowed", "success", 0.25)]
+
+
 def test_interceptor_site_filter_keeps_other_sites_uncalled() -> None:
     """An interceptor that wants only some sites is not run for the others, and learns of changes."""
     wanted = {"svc.a"}
