@@ -51,7 +51,7 @@ bench: venv
 	$(BIN)/python -m bench
 
 chaos: venv system-deps
-	SHOCKPROOF_CHAOS_PROFILE=chaos $(BIN)/python -m pytest -p no:cacheprovider tests/proof/test_chaos.py
+	SHOCKPROOF_CHAOS_PROFILE=chaos $(BIN)/python -m pytest -q -p no:cacheprovider tests/proof/test_chaos.py -k keeps_its_promises
 
 soak: venv
 	$(BIN)/python -m bench.soak
