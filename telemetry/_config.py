@@ -32,6 +32,7 @@ from ._redact import RedactionRules, Redactor
 from ._store import TraceStore
 
 if TYPE_CHECKING:
+    from ._deferred import Deferred
     from ._logs import Logs
     from ._sentry import Sentry
     from ._tracing import Tracing
@@ -98,6 +99,8 @@ class Runtime:
     store: TraceStore | None
     owns_store: bool
     previous_slow_call: float
+    #: Finished requests' log lines, counts and span exports, done in batches.
+    deferred: Deferred
 
 
 _lock = threading.RLock()
@@ -263,7 +266,7 @@ def _configure(settings: Mapping[str, Any]) -> TelemetryConfig:
 
 
 def _start(config: TelemetryConfig) -> Runtime:
-    from . import _logs, _sentry, _tracing
+    from . import _deferred, _logs, _sentry, _tracing
 
     redactor = Redactor(config.redact)
     resource = Resource.create({sc.SERVICE_NAME: config.service_name})
@@ -276,6 +279,9 @@ def _start(config: TelemetryConfig) -> Runtime:
             undo.append(store.close)
         logs = _logs.Logs(config, redactor, store, resource)
         undo.append(logs.stop)
+        deferred = _deferred.Deferred(after=logs.writer.flush)
+        logs.writer.before = metrics.requests.before_read = deferred.drain
+        undo.append(deferred.close)
         tracing = _tracing.Tracing(config, resource, redactor, store, metrics, logs)
         undo.append(tracing.stop)
         sentry = _sentry.Sentry(config, redactor) if config.sentry_dsn else None
@@ -290,7 +296,7 @@ def _start(config: TelemetryConfig) -> Runtime:
             _quietly(step)
         raise
     return Runtime(config, redactor, resource, metrics, logs, tracing, sentry, store, owns_store,
-                   previous)
+                   previous, deferred)
 
 
 def _open_store(spec: str | TraceStore | None) -> tuple[TraceStore | None, bool]:
@@ -321,6 +327,7 @@ def reset() -> None:
         rt, runtime = runtime, None
         if rt is None:
             return
+        _quietly(rt.deferred.close)
         _quietly(rt.tracing.stop)
         _quietly(rt.logs.stop)
         if rt.sentry is not None:
@@ -348,6 +355,7 @@ def flush(timeout: float = 5.0) -> bool:
     rt = runtime
     if rt is None:
         return True
+    rt.deferred.drain()
     ok = rt.tracing.flush(timeout)
     ok = rt.logs.flush(timeout) and ok
     if rt.store is not None:

@@ -12,6 +12,13 @@ exporter, the captures of ``telemetry.testing`` and the rendered line all get
 the redacted record. Every processor is total (it never raises), the writer
 swallows a broken stream, and :class:`Logger` - what :func:`get_logger` returns -
 is a no-op before ``configure()`` and never raises into the caller either.
+
+The request line of ``telemetry.flask`` (one per request) skips the chain when it
+can: :meth:`Logs.request_line` redacts the same fields, hands the same event dict
+and :class:`~telemetry._records.LogRecord` to the sinks, and renders the same JSON
+as the chain would, with its key order fixed and its scalars formatted directly
+(about a third of the chain's cost). It takes the chain whenever the line could
+differ: console format, or values bound with ``structlog.contextvars``.
 """
 
 from __future__ import annotations
@@ -20,14 +27,17 @@ import datetime as _dt
 import json
 import logging
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
+import structlog.contextvars
+from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.trace import SpanContext, TraceFlags
 
 from . import _config
 from . import _semconv as sc
@@ -35,7 +45,9 @@ from ._metrics import drops
 from ._records import LogRecord
 from ._redact import Redactor
 from ._store import TraceStore
+from ._store_rows import JsonText, LogRow, to_json
 from ._tracing import current_ids, error_attributes, exception_attributes
+from ._writer import SafeWriter
 
 if TYPE_CHECKING:
     from opentelemetry.sdk._logs import LoggerProvider
@@ -43,6 +55,7 @@ if TYPE_CHECKING:
     from ._config import TelemetryConfig
 
 EventDict = MutableMapping[str, Any]
+_R = TypeVar("_R", LogRecord, LogRow)
 Sink = Callable[[dict[str, Any], LogRecord], None]
 _TIME_KEY = "_shockproof_time_ns"
 #: Fields the package computes from code, never from input; redaction skips them.
@@ -53,11 +66,41 @@ _OWN_FIELDS = frozenset({sc.LOG_LEVEL, sc.LOG_TIMESTAMP, sc.LOG_TRACE_ID, sc.LOG
 _RECORD_FIELDS = frozenset({sc.LOG_LEVEL, sc.LOG_TIMESTAMP, sc.LOG_TRACE_ID, sc.LOG_SPAN_ID,
                             sc.LOGGER_NAME, sc.LOG_EVENT, _TIME_KEY})
 _SEVERITY = {"debug": 5, "info": 9, "warning": 13, "error": 17, "critical": 21}
+#: Request line heads remembered (per distinct method, route, path, status), at most.
+_HEADS_MAX = 2048
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "error": logging.ERROR, "critical": logging.CRITICAL}
 
 
 # -- the processors (each small, each total) ----------------------------------------------------
+
+_PREFIX = structlog.contextvars.STRUCTLOG_KEY_PREFIX
+#: structlog's registry of the context variables ``bind_contextvars`` made (None if it moved).
+_STRUCTLOG_VARS: Mapping[str, Any] | None = getattr(structlog.contextvars, "_CONTEXT_VARS", None)
+
+
+def bound_context() -> dict[str, Any]:
+    """Values bound with ``structlog.contextvars`` in this context (usually none: one dict look)."""
+    if _STRUCTLOG_VARS is None:
+        return structlog.contextvars.get_contextvars()
+    if not _STRUCTLOG_VARS:
+        return {}
+    out: dict[str, Any] = {}
+    for name, var in tuple(_STRUCTLOG_VARS.items()):
+        value = var.get(Ellipsis)
+        if value is not Ellipsis:
+            out[name[len(_PREFIX):]] = value
+    return out
+
+
+def merge_contextvars(_: Any, __: str, event_dict: EventDict) -> EventDict:
+    """structlog's ``merge_contextvars``, reading its registry of the variables
+    ``bind_contextvars`` made instead of copying and scanning the whole context per line."""
+    if _STRUCTLOG_VARS is not None and not _STRUCTLOG_VARS:
+        return event_dict
+    for key, value in bound_context().items():
+        event_dict.setdefault(key, value)
+    return event_dict
 
 
 _second: tuple[int, str] = (-1, "")
@@ -75,8 +118,11 @@ def iso_utc(time_ns: int) -> str:
 
 
 def stamp(_: Any, __: str, event_dict: EventDict) -> EventDict:
-    """``timestamp`` in ISO 8601 UTC, and the same instant in ns for the store."""
-    now = time.time_ns()
+    """``timestamp`` in ISO 8601 UTC, and the same instant in ns for the store (now, unless the
+    package's own caller says when: a request line is made once the request is over)."""
+    now = event_dict.get(_TIME_KEY)
+    if type(now) is not int:
+        now = time.time_ns()
     event_dict[_TIME_KEY] = now
     event_dict[sc.LOG_TIMESTAMP] = iso_utc(now)
     return event_dict
@@ -138,32 +184,69 @@ class ToSinks:
     def __init__(self, store: TraceStore | None, otlp: Callable[[LogRecord], None] | None) -> None:
         self.store = store
         self.otlp = otlp
-        self.captures: tuple[Sink, ...] = ()
+        self._captures: tuple[Sink, ...] = ()
+        #: True when some sink wants records (else a line is only rendered).
+        self.active = store is not None or otlp is not None
+        #: The store is the only sink (it can take a lighter record).
+        self.store_only = store is not None and otlp is None
+
+    @property
+    def captures(self) -> tuple[Sink, ...]:
+        return self._captures
+
+    @captures.setter
+    def captures(self, sinks: tuple[Sink, ...]) -> None:
+        self._captures = sinks
+        self.active = self.store is not None or self.otlp is not None or bool(sinks)
+        self.store_only = self.store is not None and self.otlp is None and not sinks
 
     def __call__(self, _: Any, __: str, event_dict: EventDict) -> EventDict:
         time_ns = event_dict.pop(_TIME_KEY, None) or time.time_ns()
-        if self.store is None and self.otlp is None and not self.captures:
-            return event_dict
+        if self.active:
+            self.deliver(time_ns, event_dict)
+        return event_dict
+
+    def deliver(self, time_ns: int, event_dict: EventDict) -> None:
+        """``event_dict`` (redacted, without the internal time key) to every sink; never raises."""
         try:
-            record = _record(time_ns, event_dict)
+            if self.store_only or not self.active:  # the store's alone: a lighter record
+                if self.store is not None:
+                    self.store.add_log_rows((_record(time_ns, event_dict, LogRow),))
+                return
+            record = _record(time_ns, event_dict, LogRecord)
             if self.store is not None:
                 self.store.add_logs((record,))
             if self.otlp is not None:
                 self.otlp(record)
-            for capture in self.captures:
+            for capture in self._captures:
                 capture(dict(event_dict), record)
         except Exception as exc:
             drops.report("logs", 1, exc)
-        return event_dict
 
 
-def _record(time_ns: int, ed: EventDict) -> LogRecord:
-    return LogRecord(
+def _record(time_ns: int, ed: EventDict, kind: type[_R]) -> _R:
+    return kind(
         time_ns=time_ns, level=str(ed.get(sc.LOG_LEVEL, "info")), event=str(ed.get(sc.LOG_EVENT, "")),
         logger=str(ed.get(sc.LOGGER_NAME, "")), trace_id=ed.get(sc.LOG_TRACE_ID),
         span_id=ed.get(sc.LOG_SPAN_ID),
         attributes={k: v for k, v in ed.items() if k not in _RECORD_FIELDS},
     )
+
+
+_quote: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
+def _key(key: str, first: bool = False) -> str:
+    """The JSON text before a value: ``{"key": `` or ``, "key": `` (the encoder's separators)."""
+    return ("{" if first else ", ") + _quote(key) + ": "
+
+
+_K_LOGGER, _K_METHOD, _K_ROUTE, _K_PATH = (_key(sc.LOGGER_NAME, True), _key(sc.HTTP_REQUEST_METHOD),
+                                           _key(sc.HTTP_ROUTE), _key(sc.URL_PATH))
+_K_STATUS, _K_DURATION = _key(sc.HTTP_RESPONSE_STATUS_CODE), _key(sc.DURATION_MS)
+_K_EVENT, _K_LEVEL, _K_TIMESTAMP = _key(sc.LOG_EVENT), _key(sc.LOG_LEVEL), _key(sc.LOG_TIMESTAMP)
+#: Around the ids: ``, "trace_id": "`` and ``", "span_id": "`` (the ids need no escaping).
+_K_TRACE_Q, _K_SPAN_Q = f'{_key(sc.LOG_TRACE_ID)}"', f'"{_key(sc.LOG_SPAN_ID)}"'
 
 
 class JSONRenderer:
@@ -183,27 +266,6 @@ def renderer(log_format: str) -> Callable[[Any, str, EventDict], Any]:
     return JSONRenderer()
 
 
-# -- the writer ---------------------------------------------------------------------------------
-
-
-class SafeWriter:
-    """structlog's final logger: one line per call; a broken stream drops the line, counted."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-        self._lock = threading.Lock()
-
-    def msg(self, message: str) -> None:
-        try:
-            with self._lock:
-                self.stream.write(message + "\n")
-                self.stream.flush()
-        except Exception as exc:
-            drops.report("log_output", 1, exc)
-
-    debug = info = warning = warn = error = critical = exception = fatal = log = msg
-
-
 # -- the running part --------------------------------------------------------------------------
 
 
@@ -216,10 +278,18 @@ class Logs:
         self._provider = _otlp_provider(config, resource)
         self.sinks = ToSinks(store, _otlp_emitter(self._provider) if self._provider else None)
         self.processors: list[Any] = [
-            structlog.contextvars.merge_contextvars, structlog.processors.add_log_level, stamp,
+            merge_contextvars, structlog.processors.add_log_level, stamp,
             add_trace_ids, add_error, Redact(redactor), self.sinks, renderer(config.log_format),
         ]
         self.level = _LEVELS[config.log_level]
+        # For request_line: what redaction does to its constant parts, worked out once.
+        self._redactor = redactor
+        self._direct = config.log_format == "json"
+        self._event = str(redactor.pair(sc.LOG_EVENT, sc.LOG_REQUEST))
+        #: From the span id's closing quote to the timestamp's opening one, by level.
+        self._tails = {level: f'"{_K_EVENT}{_quote(self._event)}{_K_LEVEL}{_quote(level)}'
+                              f'{_K_TIMESTAMP}"' for level in _LEVELS}
+        self._heads: dict[tuple[str, str, str, str, int], tuple[str, str, str, str]] = {}
         self.wrapper = structlog.make_filtering_bound_logger(self.level)
         structlog.configure(processors=self.processors, wrapper_class=self.wrapper,
                             logger_factory=self._factory, context_class=dict,
@@ -239,6 +309,66 @@ class Logs:
             return
         self.writer.msg(processed)
 
+    def request_line(self, level: str, logger: str, method: str, route: str, path: str, status: int,
+                     duration_ms: float, trace_id: str, span_id: str, time_ns: int) -> None:
+        """``telemetry.flask``'s line for a request that did not fail: exactly what the chain
+        would write and hand to the sinks for ``Logger(logger).<level>("request", ...)`` at
+        ``time_ns`` (the request's end), built directly (``status`` an int, ``duration_ms``
+        a float) and written with its batch (:mod:`telemetry._writer`); the chain itself
+        when the line could differ. Never raises."""
+        if _LEVELS[level] < self.level:
+            return
+        try:
+            if not self._direct or ((_STRUCTLOG_VARS is None or _STRUCTLOG_VARS) and bound_context()):
+                self.emit(level, {sc.LOGGER_NAME: logger, sc.HTTP_REQUEST_METHOD: method,
+                                  sc.HTTP_ROUTE: route, sc.URL_PATH: path,
+                                  sc.HTTP_RESPONSE_STATUS_CODE: status, sc.DURATION_MS: duration_ms,
+                                  sc.LOG_TRACE_ID: trace_id, sc.LOG_SPAN_ID: span_id,
+                                  sc.LOG_EVENT: sc.LOG_REQUEST, _TIME_KEY: time_ns})
+                return
+            key = (logger, method, route, path, status)
+            known = self._heads.get(key)
+            if known is None:
+                known = self._head(key)
+            head, method, path, stored = known
+            now = time_ns
+            stamp = iso_utc(now)
+            sinks = self.sinks
+            if sinks.store_only and sinks.store is not None:
+                sinks.store.add_log_rows((LogRow(now, level, self._event, logger, trace_id, span_id,
+                                                 JsonText(f"{stored}{duration_ms!r}}}")),))
+            elif sinks.active:
+                sinks.deliver(now, {
+                    sc.LOGGER_NAME: logger, sc.HTTP_REQUEST_METHOD: method, sc.HTTP_ROUTE: route,
+                    sc.URL_PATH: path, sc.HTTP_RESPONSE_STATUS_CODE: status,
+                    sc.DURATION_MS: duration_ms, sc.LOG_TRACE_ID: trace_id, sc.LOG_SPAN_ID: span_id,
+                    sc.LOG_EVENT: self._event, sc.LOG_LEVEL: level, sc.LOG_TIMESTAMP: stamp})
+            line = (f"{head}{duration_ms!r}{_K_TRACE_Q}{trace_id}{_K_SPAN_Q}{span_id}"
+                    f"{self._tails[level]}{stamp}\"}}\n")
+        except Exception as exc:
+            drops.report("logs", 1, exc)
+            return
+        self.writer.batched(line)
+
+    def _head(self, key: tuple[str, str, str, str, int]) -> tuple[str, str, str, str]:
+        """For these values: the line's JSON up to the duration, with method and path redacted
+        (as the chain's ``Redact`` would), the redacted method and path, and the store's
+        attributes JSON up to the duration (as :func:`~telemetry._store_rows.to_json`
+        encodes them); remembered."""
+        logger, method, route, path, status = key
+        redactor = self._redactor
+        method = redactor.pair(sc.HTTP_REQUEST_METHOD, method)
+        path = redactor.pair(sc.URL_PATH, path)
+        head = (f"{_K_LOGGER}{_quote(logger)}{_K_METHOD}{_quote(method)}{_K_ROUTE}{_quote(route)}"
+                f"{_K_PATH}{_quote(path)}{_K_STATUS}{status!r}{_K_DURATION}")
+        stored = to_json({sc.HTTP_REQUEST_METHOD: method, sc.HTTP_ROUTE: route, sc.URL_PATH: path,
+                          sc.HTTP_RESPONSE_STATUS_CODE: status, sc.DURATION_MS: 0.5})
+        stored = stored[:stored.rindex(":") + 1]  # up to the duration's value
+        if len(self._heads) >= _HEADS_MAX:
+            self._heads.clear()
+        known = self._heads[key] = (head, method, path, stored)
+        return known
+
     def internal(self, name: str) -> Logger:
         """A never-raising logger for the package's own lines."""
         return Logger(name)
@@ -250,6 +380,7 @@ class Logs:
         self.sinks.captures = tuple(s for s in self.sinks.captures if s != sink)
 
     def flush(self, timeout: float) -> bool:
+        self.writer.flush()
         if self._provider is None:
             return True
         try:
@@ -259,6 +390,7 @@ class Logs:
             return False
 
     def stop(self) -> None:
+        self.writer.flush()
         structlog.reset_defaults()
         if self._provider is not None:
             self._provider.shutdown()
@@ -285,8 +417,21 @@ def _otlp_emitter(provider: LoggerProvider) -> Callable[[LogRecord], None]:
     def emit(record: LogRecord) -> None:
         logger.emit(timestamp=record.time_ns, severity_text=record.level.upper(),
                     severity_number=SeverityNumber(_SEVERITY.get(record.level, 9)),
-                    body=record.event, attributes=_otel_attributes(record))
+                    body=record.event, attributes=_otel_attributes(record),
+                    context=_trace_context(record))
     return emit
+
+
+def _trace_context(record: LogRecord) -> Context | None:
+    """The record's own trace and span (it may be emitted after its span ended); None: current."""
+    if not record.trace_id or not record.span_id:
+        return None
+    try:
+        ctx = SpanContext(int(record.trace_id, 16), int(record.span_id, 16), False,
+                          TraceFlags(TraceFlags.SAMPLED))
+    except ValueError:
+        return None
+    return trace.set_span_in_context(trace.NonRecordingSpan(ctx), Context())
 
 
 def _otel_attributes(record: LogRecord) -> dict[str, Any]:

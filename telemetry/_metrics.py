@@ -17,8 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextvars import ContextVar
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
@@ -33,13 +32,25 @@ from opentelemetry.sdk.resources import Resource
 from resilience import circuits
 
 from . import _semconv as sc
+from ._lite import current_request
 
 _log = logging.getLogger("telemetry")
 WARN_EVERY = 60.0
 CIRCUIT_STATES = {"closed": 0, "half-open": 1, "open": 2}
 
-#: The route template of the request being served (set by ``telemetry.flask``).
-current_route: ContextVar[str | None] = ContextVar("shockproof_route", default=None)
+
+
+class RequestInfo(Protocol):
+    """What errors counted during a request learn from it (``telemetry.flask``'s request span)."""
+
+    @property
+    def route(self) -> str | None: ...
+
+
+def current_route() -> str | None:
+    """The route template of the request being served, or None outside any request."""
+    req: RequestInfo | None = current_request()
+    return req.route if req is not None else None
 
 
 class DropCounter:
@@ -111,6 +122,8 @@ class RequestStats:
     def __init__(self) -> None:
         self._totals: dict[tuple[str, str, int], list[float]] = {}
         self._lock = threading.Lock()
+        #: Called before the totals are read (completes the requests still being finished).
+        self.before_read: Callable[[], object] | None = None
 
     def record(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)
@@ -123,6 +136,8 @@ class RequestStats:
                 entry[1] += seconds
 
     def observe(self, index: int) -> list[Observation]:
+        if self.before_read is not None:
+            self.before_read()
         with self._lock:
             items = [(k, v[index]) for k, v in self._totals.items()]
         return [Observation(value, {sc.HTTP_REQUEST_METHOD: m, sc.HTTP_ROUTE: r,
@@ -170,7 +185,7 @@ class Metrics:
 
     def error(self, kind: str, site: str | None = None) -> None:
         """Count one error of ``kind`` on the current route (and ``site``, for guarded calls)."""
-        attrs = {sc.KIND: kind, sc.HTTP_ROUTE: current_route.get() or ""}
+        attrs = {sc.KIND: kind, sc.HTTP_ROUTE: current_route() or ""}
         if site is not None:
             attrs[sc.SITE] = site
         self.errors.add(1, attrs)

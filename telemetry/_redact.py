@@ -205,8 +205,15 @@ class Redactor:
             return {}
         out: dict[str, Any] = {}
         for key, val in attrs.items():
+            kind = type(val)
             if self.secret_key(key):
                 out[key] = self._replacement
+            elif kind is str:  # the common kinds first, by exact type
+                out[key] = self.text(val)
+            elif kind is int:
+                out[key] = self._int(val)
+            elif kind is bool or kind is float:
+                out[key] = val
             elif isinstance(val, str):
                 out[key] = self.text(val)
             elif isinstance(val, Sequence) and not isinstance(val, bytes):

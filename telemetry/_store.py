@@ -2,10 +2,14 @@
 
 :class:`TraceStore` accepts records into a bounded in-memory queue (``add_spans``
 and ``add_logs`` never block on I/O and never raise) and one background thread
-per store writes them in batches, each batch in one transaction with
-``executemany``. Several processes may write the same file at once: each has
-its own connection, SQLite's WAL mode lets readers run alongside, and writers
-take turns (``BEGIN IMMEDIATE`` with a busy timeout).
+per store writes them in batches, each batch in one transaction, each table's
+rows in one multi-row statement (see ``_store_rows``). ``add_finished`` queues
+spans as the tracing pipeline hands them over: the writer converts (and redacts)
+them in its batch, off the application's threads. A writer that falls more than
+:data:`BEHIND_BATCHES` batches behind takes up to :data:`MAX_BATCHES_AT_ONCE` in
+one transaction, so that it catches up. Several processes may write the same
+file at once: each has its own connection, SQLite's WAL mode lets readers run
+alongside, and writers take turns (``BEGIN IMMEDIATE`` with a busy timeout).
 
 Telemetry must not hurt the application, so every failure costs records, not
 requests: a full queue, a full disk, a locked database or any other write
@@ -39,12 +43,12 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from ._records import LogRecord, SpanRecord
-from ._store_rows import ADD_COUNTER, build_rows, write_rows
+from ._store_rows import ADD_COUNTER, LogRow, SpanLike, build_rows, write_rows
 from ._store_schema import connect, prepare, used_bytes
 
 _log = logging.getLogger("telemetry")
@@ -55,10 +59,15 @@ PRUNE_CHUNK: Final = 2000
 PRUNE_TARGET: Final = 0.8
 #: Seconds between the writer's checks of the size (cheap: three pragmas).
 SIZE_CHECK_INTERVAL: Final = 2.0
+#: A writer more than this many batches behind takes up to MAX_BATCHES_AT_ONCE in one transaction.
+BEHIND_BATCHES: Final = 4
+MAX_BATCHES_AT_ONCE: Final = 8
 #: Seconds between WAL checkpoints while writes happen.
 CHECKPOINT_INTERVAL: Final = 0.25
 
-_Batch = tuple[list[SpanRecord], list[LogRecord]]
+#: Turns a finished span (as the tracing pipeline hands it over) into a record, on the writer.
+Convert = Callable[[Any], SpanLike]
+_Batch = tuple[list[SpanLike], list[LogRecord | LogRow], list[tuple[Convert, Any]]]
 
 
 def _open_connection(path: Path, busy_timeout: float) -> sqlite3.Connection:
@@ -124,10 +133,11 @@ class TraceStore:
 
     def _reset_queue(self) -> None:
         self._warner = _Warner(self._warn_interval)
-        lock = threading.Lock()
+        lock = self._lock = threading.Lock()
         self._wake = threading.Condition(lock)      # the writer waits here
         self._done = threading.Condition(lock)      # flush() waits here
-        self._items: deque[tuple[bool, Sequence[SpanRecord] | Sequence[LogRecord]]] = deque()
+        # (True, span records) | (False, log records) | (convert, finished spans to convert)
+        self._items: deque[tuple[bool | Convert, Sequence[Any]]] = deque()
         self._pending = self._accepted = self._processed = 0
         self._flush_wanted = self._closing = False
         self._next_prune = time.monotonic() + self._prune_interval
@@ -161,21 +171,31 @@ class TraceStore:
         """Queue log records for writing; never blocks on I/O, never raises."""
         self._enqueue(False, logs)
 
-    def _enqueue(self, is_span: bool, records: Sequence[SpanRecord] | Sequence[LogRecord]) -> None:
+    def add_log_rows(self, logs: Sequence[LogRow]) -> None:
+        """:meth:`add_logs` for the package's own lighter records (same fields)."""
+        self._enqueue(False, logs)
+
+    def add_finished(self, spans: Sequence[Any], convert: Convert) -> None:
+        """Queue finished spans as the tracing pipeline hands them over; ``convert`` makes each a
+        record on the writer's thread, in its batch (a span it fails on is dropped, counted)."""
+        self._enqueue(convert, spans)
+
+    def _enqueue(self, kind: bool | Convert, records: Sequence[Any]) -> None:
         try:
             count = len(records)
             if not count:
                 return
-            with self._wake:
-                lost = count if self._closing else max(0, self._pending + count - self._queue_size)
+            with self._lock:
+                pending = self._pending
+                lost = count if self._closing else max(0, pending + count - self._queue_size)
                 if lost < count:
-                    kept = records if not lost else records[: count - lost]
-                    self._items.append((is_span, kept))
+                    self._items.append((kind, records if not lost else records[: count - lost]))
                     self._accepted += count - lost
-                    self._pending += count - lost
-                    if self._pending >= self._batch_size:
+                    self._pending = pending + count - lost
+                    if pending < self._batch_size <= self._pending:  # a batch is ready
                         self._wake.notify()
-                self._count_drop(lost)
+                if lost:
+                    self._count_drop(lost)
         except Exception:
             return
         if lost:
@@ -245,17 +265,36 @@ class TraceStore:
 
     def _run(self) -> None:
         while (batch := self._next_batch()) is not None:
-            spans, logs = batch
+            spans, logs, raw = batch
+            count = len(spans) + len(logs) + len(raw)
+            if raw:
+                spans += self._converted(raw)
             if spans or logs:
                 self._write(spans, logs)
             try:
                 self._maybe_prune()   # before flush() returns: a flushed store is within bounds
             except Exception:
                 pass                  # _prune_with warns; the writer must live on regardless
-            if spans or logs:
+            if count:
                 with self._done:
-                    self._processed += len(spans) + len(logs)
+                    self._processed += count
                     self._done.notify_all()
+
+    def _converted(self, raw: list[tuple[Convert, Any]]) -> list[SpanLike]:
+        """The finished spans as records; one that cannot be converted is dropped, counted."""
+        out: list[SpanLike] = []
+        failed = 0
+        for convert, span in raw:
+            try:
+                out.append(convert(span))
+            except Exception:
+                failed += 1
+        if failed:
+            with self._wake:
+                self._count_drop(failed)
+            self._warner.warn("telemetry store %s: %d span(s) could not be stored (%d dropped so "
+                              "far)", self.path, failed, self._dropped)
+        return out
 
     def _maybe_prune(self) -> None:
         """Prune every ``prune_interval``; between times, check the size every few seconds."""
@@ -295,26 +334,33 @@ class TraceStore:
             return self._take()
 
     def _take(self) -> _Batch:
-        """Under the lock: up to ``batch_size`` records off the queue."""
-        spans: list[SpanRecord] = []
-        logs: list[LogRecord] = []
-        room = self._batch_size
+        """Under the lock: up to ``batch_size`` records off the queue, or up to
+        :data:`MAX_BATCHES_AT_ONCE` batches' worth when more than :data:`BEHIND_BATCHES` wait
+        (a writer that fell behind catches up in fewer, larger transactions: it waits for
+        the GIL once per statement)."""
+        spans: list[SpanLike] = []
+        logs: list[LogRecord | LogRow] = []
+        raw: list[tuple[Convert, Any]] = []
+        behind = self._pending > self._batch_size * BEHIND_BATCHES
+        room = limit = self._batch_size * MAX_BATCHES_AT_ONCE if behind else self._batch_size
         while self._items and room:
-            is_span, records = self._items.popleft()
+            kind, records = self._items.popleft()
             if len(records) > room:
-                self._items.appendleft((is_span, records[room:]))
+                self._items.appendleft((kind, records[room:]))
                 records = records[:room]
-            if is_span:
-                spans.extend(records)  # type: ignore[arg-type]
+            if kind is True:
+                spans.extend(records)
+            elif kind is False:
+                logs.extend(records)
             else:
-                logs.extend(records)  # type: ignore[arg-type]
+                raw.extend([(kind, span) for span in records])
             room -= len(records)
-        self._pending -= self._batch_size - room
+        self._pending -= limit - room
         if not self._pending:
             self._flush_wanted = False
-        return spans, logs
+        return spans, logs, raw
 
-    def _write(self, spans: list[SpanRecord], logs: list[LogRecord]) -> None:
+    def _write(self, spans: list[SpanLike], logs: list[LogRecord | LogRow]) -> None:
         try:
             if self._conn is None:
                 self._conn = self._connect()
@@ -327,8 +373,8 @@ class TraceStore:
                               "(%d so far)", self.path, type(exc).__name__, exc, lost,
                               self._dropped)
 
-    def _write_or_split(self, conn: sqlite3.Connection, spans: list[SpanRecord],
-                        logs: list[LogRecord]) -> None:
+    def _write_or_split(self, conn: sqlite3.Connection, spans: list[SpanLike],
+                        logs: list[LogRecord | LogRow]) -> None:
         """Write a batch; when a record's data is at fault (not the disk or a lock), write the
         halves separately so that only the bad record is dropped."""
         with self._wake:
@@ -349,8 +395,8 @@ class TraceStore:
             for name, value in counters.items():
                 self._unsaved[name] -= value
 
-    def _write_part(self, conn: sqlite3.Connection, spans: list[SpanRecord],
-                    logs: list[LogRecord]) -> None:
+    def _write_part(self, conn: sqlite3.Connection, spans: list[SpanLike],
+                    logs: list[LogRecord | LogRow]) -> None:
         if not spans and not logs:
             return
         try:

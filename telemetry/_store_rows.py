@@ -17,24 +17,107 @@ Besides the spans, events and logs themselves, a batch maintains:
 * **circuit events** from span events named ``shockproof.circuit.state_changed``.
 * **faults** from span events named ``shockproof.fault.injected``, and from
   spans flagged ``shockproof.fault.injected`` that carry no such event.
+
+Each table's rows go in one statement (``INSERT ... VALUES (...), (...), ...``)
+rather than ``executemany``: SQLite runs without the GIL, and a writer that gave
+it back around every row would wait for it again after every row, up to a switch
+interval (5 ms) each time while the application keeps a thread busy.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple, Protocol
 
 from . import _semconv as sc
-from ._records import LogRecord, SpanEventRecord, SpanRecord
+from ._records import LogRecord, SpanEventRecord
 from ._store_schema import KIND_BITS
 
 Row = tuple[Any, ...]
 
-_encode: Final = json.JSONEncoder(
-    ensure_ascii=False, check_circular=False, separators=(",", ":"), default=str).encode
+
+class SpanLike(Protocol):
+    """What a batch reads of a span: a :class:`~telemetry.SpanRecord` or a :class:`SpanRow`."""
+
+    @property
+    def trace_id(self) -> str: ...
+    @property
+    def span_id(self) -> str: ...
+    @property
+    def parent_span_id(self) -> str | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def start_ns(self) -> int: ...
+    @property
+    def end_ns(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def status_message(self) -> str: ...
+    @property
+    def attributes(self) -> Mapping[str, Any]: ...
+    @property
+    def events(self) -> tuple[SpanEventRecord, ...]: ...
+    @property
+    def service_name(self) -> str: ...
+
+
+class SpanRow(NamedTuple):
+    """A :class:`~telemetry.SpanRecord`'s fields as a tuple: the store's own spans on their way
+    to rows (a frozen dataclass costs several times as much to make)."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    kind: str
+    start_ns: int
+    end_ns: int
+    status: str
+    status_message: str
+    attributes: Mapping[str, Any]
+    events: tuple[SpanEventRecord, ...]
+    service_name: str
+
+
+class JsonText(str):
+    """Attributes already encoded as the store encodes them (:func:`to_json`), kept as they are."""
+
+    __slots__ = ()
+
+
+class LogRow(NamedTuple):
+    """A :class:`~telemetry.LogRecord`'s fields as a tuple (for lines only the store receives);
+    its attributes may come encoded already."""
+
+    time_ns: int
+    level: str
+    event: str
+    logger: str
+    trace_id: str | None
+    span_id: str | None
+    attributes: Mapping[str, Any] | JsonText
+
+
+def _json_encoder() -> Callable[[Any], str]:
+    """Compact JSON (``str()`` for what JSON cannot hold): the C encoder made once, not per call
+    as ``JSONEncoder.encode`` does."""
+    make: Any = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - no C accelerator
+        return json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":"),
+                                default=str).encode
+    encode: Callable[[Any, int], Iterable[str]] = make(
+        None, str, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+    return lambda value: "".join(encode(value, 0))
+
+
+_encode: Final = _json_encoder()
 
 
 def to_json(attributes: Mapping[str, Any]) -> str:
@@ -50,18 +133,16 @@ class _Trace:
     __slots__ = ("end", "error_kind", "errors", "fault", "indexes", "kinds", "method", "rank",
                  "root_name", "root_start", "route", "service", "spans", "start", "status_code")
 
-    def __init__(self, span: SpanRecord) -> None:
+    def __init__(self, span: SpanLike, rank: int, index: int) -> None:
+        """The summary of a trace first seen with ``span`` (its root so far)."""
         self.start, self.end = span.start_ns, span.end_ns
-        self.rank, self.root_start = -1, 0
-        self.root_name = self.service = ""
-        self.route: str | None = None
-        self.method: str | None = None
-        self.status_code: int | None = None
+        self.spans, self.errors = 1, 1 if span.status == "error" else 0
+        self.indexes: list[int] = [index]
+        self.kinds = self.fault = 0
         self.error_kind: str | None = None
-        self.kinds = self.fault = self.spans = self.errors = 0
-        self.indexes: list[int] = []
+        self._take_root(span, rank)
 
-    def add(self, span: SpanRecord, rank: int, index: int) -> None:
+    def add(self, span: SpanLike, rank: int, index: int) -> None:
         self.start, self.end = min(self.start, span.start_ns), max(self.end, span.end_ns)
         self.spans += 1
         self.indexes.append(index)
@@ -70,14 +151,14 @@ class _Trace:
         if rank > self.rank or (rank == self.rank and span.start_ns < self.root_start):
             self._take_root(span, rank)
 
-    def _take_root(self, span: SpanRecord, rank: int) -> None:
+    def _take_root(self, span: SpanLike, rank: int) -> None:
         attrs = span.attributes
         self.rank, self.root_start, self.root_name = rank, span.start_ns, span.name
         self.service = span.service_name
-        self.route = _str_or_none(attrs.get(sc.HTTP_ROUTE))
-        self.method = _str_or_none(attrs.get(sc.HTTP_REQUEST_METHOD))
-        code = attrs.get(sc.HTTP_RESPONSE_STATUS_CODE)
-        self.status_code = _int64(code)
+        route, method = attrs.get(sc.HTTP_ROUTE), attrs.get(sc.HTTP_REQUEST_METHOD)
+        self.route = route if route is None or type(route) is str else str(route)
+        self.method = method if method is None or type(method) is str else str(method)
+        self.status_code = _int64(attrs.get(sc.HTTP_RESPONSE_STATUS_CODE))
         kind = attrs.get(sc.KIND)
         if kind is not None:
             self.error_kind = str(kind)
@@ -91,7 +172,9 @@ class _Trace:
     def row(self, trace_id: str, base: int) -> Row:
         """The upsert's parameters; ``base`` is the row id of the batch's first span."""
         status = "error" if self.errors else "ok"
-        refs = ",".join([str(base + i) for i in self.indexes])
+        indexes = self.indexes
+        refs = str(base + indexes[0]) if len(indexes) == 1 else ",".join(
+            [str(base + i) for i in indexes])
         return (trace_id, self.start, self.end, self.end - self.start, self.rank, self.root_name,
                 self.service, self.route, self.method, self.status_code, status, self.error_kind,
                 self.kinds, self.fault, self.spans, self.errors, refs)
@@ -123,17 +206,18 @@ class Rows:
     faults: list[Row] = field(default_factory=list)
     logs: list[Row] = field(default_factory=list)
 
-    def add_span(self, span: SpanRecord) -> None:
+    def add_span(self, span: SpanLike) -> None:
         attrs = span.attributes
         index = len(self.spans)
         self.spans.append((span.trace_id, span.span_id, span.parent_span_id, span.name, span.kind,
                            span.start_ns, span.end_ns, span.status, span.status_message,
                            span.service_name, to_json(attrs)))
+        rank = 2 if span.parent_span_id is None else 1 if span.kind == "server" else 0
         trace = self.traces.get(span.trace_id)
         if trace is None:
-            trace = self.traces[span.trace_id] = _Trace(span)
-        rank = 2 if span.parent_span_id is None else 1 if span.kind == "server" else 0
-        trace.add(span, rank, index)
+            trace = self.traces[span.trace_id] = _Trace(span, rank, index)
+        else:
+            trace.add(span, rank, index)
         kind = attrs.get(sc.KIND)
         if kind is not None:
             trace.saw_kind(kind)
@@ -142,11 +226,12 @@ class Rows:
         elif attrs.get(sc.FINGERPRINT) is not None or attrs.get(sc.FAULT_INJECTED) is True:
             self._span_level(span, trace, fault_events=0, counted=())
 
-    def add_log(self, log: LogRecord) -> None:
+    def add_log(self, log: LogRecord | LogRow) -> None:
+        attrs = log.attributes
         self.logs.append((log.time_ns, log.level, log.event, log.logger, log.trace_id,
-                          log.span_id, to_json(log.attributes)))
+                          log.span_id, attrs if isinstance(attrs, JsonText) else to_json(attrs)))
 
-    def _add_events(self, span: SpanRecord, index: int, trace: _Trace) -> None:
+    def _add_events(self, span: SpanLike, index: int, trace: _Trace) -> None:
         fault_events = 0
         counted: set[str] = set()
         for seq, event in enumerate(span.events):
@@ -169,7 +254,7 @@ class Rows:
                 self._occur(str(fingerprint), span, attrs, event.time_ns)
         self._span_level(span, trace, fault_events, counted)
 
-    def _span_level(self, span: SpanRecord, trace: _Trace, fault_events: int,
+    def _span_level(self, span: SpanLike, trace: _Trace, fault_events: int,
                     counted: set[str] | tuple[()]) -> None:
         """The span's own fault flag and fingerprints not already counted through events."""
         attrs = span.attributes
@@ -189,7 +274,7 @@ class Rows:
             if fingerprint not in counted:
                 self._occur(fingerprint, span, event_attrs, span.end_ns)
 
-    def _occur(self, fingerprint: str, span: SpanRecord, attrs: Mapping[str, Any],
+    def _occur(self, fingerprint: str, span: SpanLike, attrs: Mapping[str, Any],
                time_ns: int) -> None:
         own = span.attributes
         same = own.get(sc.FINGERPRINT) is not None and str(own.get(sc.FINGERPRINT)) == fingerprint
@@ -251,7 +336,7 @@ class Rows:
                 for (fp, trace_id), o in self.errors.items()]
 
 
-def build_rows(spans: Sequence[SpanRecord], logs: Sequence[LogRecord]) -> Rows:
+def build_rows(spans: Sequence[SpanLike], logs: Sequence[LogRecord | LogRow]) -> Rows:
     rows = Rows()
     for span in spans:
         rows.add_span(span)
@@ -266,8 +351,8 @@ def _str_or_none(value: object) -> str | None:
 
 def _int64(value: object) -> int | None:
     """An int SQLite can hold, or None (bools and out-of-range numbers are not)."""
-    if isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63:
-        return value
+    if type(value) is int or (isinstance(value, int) and not isinstance(value, bool)):
+        return value if -(2**63) <= value < 2**63 else None
     return None
 
 
@@ -277,7 +362,7 @@ def _float_or_none(value: object) -> float | None:
     return None
 
 
-def _circuit_row(span: SpanRecord, event: SpanEventRecord) -> Row:
+def _circuit_row(span: SpanLike, event: SpanEventRecord) -> Row:
     attrs = event.attributes
     name = attrs.get(sc.CIRCUIT_NAME, span.attributes.get(sc.CIRCUIT_NAME, ""))
     return (event.time_ns, str(name), _str_or_none(attrs.get(sc.CIRCUIT_OLD_STATE)),
@@ -285,7 +370,7 @@ def _circuit_row(span: SpanRecord, event: SpanEventRecord) -> Row:
             span.trace_id, span.span_id)
 
 
-def _fault_row(span: SpanRecord, attrs: Mapping[str, Any], time_ns: int) -> Row:
+def _fault_row(span: SpanLike, attrs: Mapping[str, Any], time_ns: int) -> Row:
     site = attrs.get(sc.FAULT_SITE, attrs.get(sc.SITE, span.attributes.get(sc.SITE)))
     ordinal = attrs.get(sc.FAULT_ORDINAL)
     return (time_ns, span.trace_id, span.span_id, _str_or_none(site),
@@ -351,6 +436,45 @@ ADD_COUNTER: Final = """INSERT INTO store_counters VALUES (?, ?)
     ON CONFLICT (name) DO UPDATE SET value = value + excluded.value"""
 
 
+class _Many:
+    """An ``INSERT ... VALUES (?, ...) [ON CONFLICT ...]`` run for many rows as one statement
+    (``VALUES (...), (...), ...``), in chunks within SQLite's limit on parameters.
+
+    ``executemany`` gives the GIL back and waits for it again around every row; under a
+    busy application thread each wait can last a switch interval (5 ms), so a writer
+    inserting row by row falls behind. One statement per chunk waits once.
+    """
+
+    __slots__ = ("group", "head", "tail", "width")
+
+    def __init__(self, sql: str) -> None:
+        start = sql.index("VALUES (") + len("VALUES ")
+        depth, end = 0, start
+        while True:
+            depth += {"(": 1, ")": -1}.get(sql[end], 0)
+            end += 1
+            if not depth:
+                break
+        self.head, self.group, self.tail = sql[:start], sql[start:end], sql[end:]
+        self.width = self.group.count("?")
+
+    def run(self, conn: sqlite3.Connection, rows: Sequence[Row]) -> None:
+        per = max(1, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // self.width)
+        for first in range(0, len(rows), per):
+            chunk = rows[first:first + per]
+            conn.execute(f"{self.head}{','.join([self.group] * len(chunk))}{self.tail}",
+                         [value for row in chunk for value in row])
+
+
+_SPANS, _EVENTS, _TRACES = _Many(_INSERT_SPAN), _Many(_INSERT_EVENT), _Many(_UPSERT_TRACE)
+_GROUPS, _ERROR_TRACES = _Many(_UPSERT_GROUP), _Many(_UPSERT_ERROR_TRACE)
+_CIRCUITS, _FAULTS, _LOGS = _Many(_INSERT_CIRCUIT), _Many(_INSERT_FAULT), _Many(_INSERT_LOG)
+_COUNTERS = _Many(ADD_COUNTER)
+#: Traces of a batch that have error occurrences stored without a route (from earlier batches).
+_ROUTELESS: Final = """SELECT DISTINCT trace_id FROM error_traces WHERE route IS NULL
+    AND trace_id IN (SELECT value FROM json_each(?))"""
+
+
 def write_rows(conn: sqlite3.Connection, rows: Rows, counters: Mapping[str, int]) -> None:
     """Write one batch in one ``BEGIN IMMEDIATE`` transaction (rolled back on any error)."""
     conn.execute("BEGIN IMMEDIATE")
@@ -364,27 +488,34 @@ def write_rows(conn: sqlite3.Connection, rows: Rows, counters: Mapping[str, int]
 
 
 def _write(conn: sqlite3.Connection, rows: Rows, counters: Mapping[str, int]) -> None:
+    new_traces = 0
     if rows.spans:
         # Within this write transaction new rows get max(id)+1, +2...: the events' span_ref.
         base = int(conn.execute("SELECT coalesce(max(id), 0) + 1 FROM spans").fetchone()[0])
-        conn.executemany(_INSERT_SPAN, rows.spans)
+        _SPANS.run(conn, rows.spans)
         if rows.events:
-            conn.executemany(_INSERT_EVENT, [(base + e[0], *e[1:]) for e in rows.events])
+            _EVENTS.run(conn, [(base + e[0], *e[1:]) for e in rows.events])
+        ids = json.dumps(list(rows.traces))
         known = conn.execute("SELECT count(*) FROM traces WHERE trace_id IN "
-                             "(SELECT value FROM json_each(?))",
-                             (json.dumps(list(rows.traces)),)).fetchone()[0]
-        conn.execute(ADD_COUNTER, ("rows.traces", len(rows.traces) - int(known)))
-        conn.executemany(_UPSERT_TRACE, rows.trace_rows(base))
+                             "(SELECT value FROM json_each(?))", (ids,)).fetchone()[0]
+        new_traces = len(rows.traces) - int(known)
+        _TRACES.run(conn, rows.trace_rows(base))
         if rows.errors:
-            conn.executemany(_UPSERT_GROUP, rows.group_rows())
-            conn.executemany(_UPSERT_ERROR_TRACE, rows.error_trace_rows())
+            _GROUPS.run(conn, rows.group_rows())
+            _ERROR_TRACES.run(conn, rows.error_trace_rows())
         if fixes := rows.route_fixes():
-            conn.executemany(_FIX_ROUTE, fixes)
+            routeless = {r[0] for r in conn.execute(_ROUTELESS, (ids,))}
+            if fixes := [fix for fix in fixes if fix[1] in routeless]:
+                conn.executemany(_FIX_ROUTE, fixes)
     if rows.circuits:
-        conn.executemany(_INSERT_CIRCUIT, rows.circuits)
+        _CIRCUITS.run(conn, rows.circuits)
     if rows.faults:
-        conn.executemany(_INSERT_FAULT, rows.faults)
+        _FAULTS.run(conn, rows.faults)
     if rows.logs:
-        conn.executemany(_INSERT_LOG, rows.logs)
-    conn.executemany(ADD_COUNTER, [(k, v) for k, v in counters.items() if v])
-    conn.executemany(ADD_COUNTER, [(f"rows.{k}", v) for k, v in rows.counts().items() if v])
+        _LOGS.run(conn, rows.logs)
+    added = [(k, v) for k, v in counters.items() if v]
+    added += [(f"rows.{k}", v) for k, v in rows.counts().items() if v]
+    if rows.spans and new_traces:
+        added.append(("rows.traces", new_traces))
+    if added:
+        _COUNTERS.run(conn, added)

@@ -31,7 +31,7 @@ from resilience import ErrorKind, classify, field_errors
 
 from . import _config
 from . import _semconv as sc
-from ._exporter import StoreSpanExporter
+from ._exporter import StoreSink
 from ._fingerprint import fingerprint, type_name
 from ._lite import LiteTracer
 from ._metrics import Metrics, drops
@@ -118,23 +118,28 @@ class FanOut(SpanProcessor):
 
     def __init__(self) -> None:
         self.sinks: tuple[SpanProcessor, ...] = ()
+        self._queues: tuple[tuple[SpanProcessor, Any, int], ...] = ()
         self._lock = threading.Lock()
 
     def add(self, sink: SpanProcessor) -> None:
         with self._lock:
-            self.sinks = (*self.sinks, sink)
+            self._set((*self.sinks, sink))
 
     def remove(self, sink: SpanProcessor) -> None:
         with self._lock:
-            self.sinks = tuple(s for s in self.sinks if s is not sink)
+            self._set(tuple(s for s in self.sinks if s is not sink))
+
+    def _set(self, sinks: tuple[SpanProcessor, ...]) -> None:
+        self._queues = tuple((sink, *_queue_of(sink)) for sink in sinks)
+        self.sinks = sinks
 
     def on_start(self, span: Any, parent_context: otel_context.Context | None = None) -> None:
         return None
 
     def on_end(self, span: ReadableSpan) -> None:
-        for sink in self.sinks:
+        for sink, queue, limit in self._queues:
             try:
-                if _queue_full(sink):
+                if queue is not None and len(queue) >= limit:
                     drops.report("spans_queue_full", 1)
                     continue
                 sink.on_end(span)
@@ -159,12 +164,13 @@ class FanOut(SpanProcessor):
         return ok
 
 
-def _queue_full(sink: SpanProcessor) -> bool:
-    """A BatchSpanProcessor whose queue is full would drop silently: count it instead."""
+def _queue_of(sink: SpanProcessor) -> tuple[Any, int]:
+    """A BatchSpanProcessor's queue and its limit (a full one would drop silently: we count),
+    or (None, 0)."""
     inner = getattr(sink, "_batch_processor", None)
     queue = getattr(inner, "_queue", None)
     limit = getattr(inner, "_max_queue_size", None)
-    return queue is not None and limit is not None and len(queue) >= limit
+    return (queue, limit) if queue is not None and limit is not None else (None, 0)
 
 
 class _QuietFilter(logging.Filter):
@@ -195,16 +201,16 @@ class Tracing:
         self.provider.add_span_processor(self.fanout)
         self.tracer = self.provider.get_tracer("shockproof")
         self.lite = LiteTracer(self.provider.id_generator, self.fanout, resource, config.sample_ratio)
-        for exporter, source in self._exporters(config, store):
+        if store is not None:
+            self.fanout.add(StoreSink(store, redactor))
+        for exporter, source in self._exporters(config):
             self.fanout.add(BatchSpanProcessor(SafeSpanExporter(exporter, redactor, source)))
         self.calls = CallSpans(self.lite, config, metrics, logs)
         install_global_provider()
 
     @staticmethod
-    def _exporters(config: TelemetryConfig, store: TraceStore | None) -> list[tuple[SpanExporter, str]]:
+    def _exporters(config: TelemetryConfig) -> list[tuple[SpanExporter, str]]:
         out: list[tuple[SpanExporter, str]] = []
-        if store is not None:
-            out.append((StoreSpanExporter(store), "store"))
         if config.otlp_endpoint is not None:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

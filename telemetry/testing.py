@@ -110,11 +110,14 @@ def capture(**settings: Any) -> Iterator[Capture]:
     exporter = InMemorySpanExporter()
     sink = SimpleSpanProcessor(SafeSpanExporter(exporter, rt.redactor, "capture"))
     cap = Capture(exporter, stream)
+    rt.deferred.drain()
+    rt.deferred.immediate += 1  # while captured, requests are completed as they finish
     rt.tracing.fanout.add(sink)
     rt.logs.add_capture(cap._add_log)
     try:
         yield cap
     finally:
+        rt.deferred.immediate -= 1
         rt.tracing.fanout.remove(sink)
         rt.logs.remove_capture(cap._add_log)
         if own:
