@@ -20,7 +20,7 @@ from . import media
 from .api import BLUEPRINTS
 from .catalog_client import CatalogClient, HeaderHook, LastGood
 from .config import DemoConfig
-from .state import EXTENSION_KEY, DemoState
+from .state import EXTENSION_KEY, USER_COOKIE, DemoState
 from .storage import ProgressStore, UserStore
 from .uploads_store import UploadStore
 from .web import bp as web
@@ -106,13 +106,19 @@ def _wire(app: Flask, config: DemoConfig) -> None:
     # TELEMETRY: telemetry.flask.Shockproof wires resilience.flask and telemetry.flask together.
     shockproof = _optional("telemetry.flask", "Shockproof")
     if shockproof is not None and config.telemetry:
-        shockproof(app)
+        shockproof(app, user=_user_of)  # stored only as an HMAC pseudonym, never the id
     else:
         Resilience(app)  # problem+json only, until telemetry.flask exists
     # FAULT INJECTION: the control API at /_shockproof/faults (token in <data_dir>/faults.token).
     control = _optional("fault_injection.control", "blueprint")
     if control is not None and config.fault_control:
         app.register_blueprint(control(data_dir=config.data_dir))
+
+
+def _user_of(request: Any) -> str | None:
+    """Who made the request, for "users affected": ``X-User``, else the signup cookie."""
+    user = request.headers.get("X-User") or request.cookies.get(USER_COOKIE)
+    return str(user) if user else None
 
 
 def fault_token_env(config: DemoConfig) -> dict[str, str]:

@@ -24,6 +24,7 @@ SERVER_PORT: Final = "server.port"
 CLIENT_ADDRESS: Final = "client.address"
 USER_AGENT: Final = "user_agent.original"
 SERVICE_NAME: Final = "service.name"
+USER_PSEUDO_ID: Final = "enduser.pseudo.id"          # HMAC of the app's user id, never the id
 
 # --- shockproof.* : what OpenTelemetry has no name for ----------------------------
 KIND: Final = "shockproof.kind"                      # logic | validation | network | io

@@ -38,6 +38,7 @@ import json
 import logging
 import math
 import os
+import secrets
 import sqlite3
 import threading
 import time
@@ -49,7 +50,7 @@ from typing import Any, Final
 
 from ._records import LogRecord, SpanRecord
 from ._store_rows import ADD_COUNTER, LogRow, SpanLike, build_rows, write_rows
-from ._store_schema import connect, prepare, used_bytes
+from ._store_schema import connect, prepare, setting_or_create, used_bytes
 
 _log = logging.getLogger("telemetry")
 
@@ -117,6 +118,7 @@ class TraceStore:
         self._warn_interval = warn_interval
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn: sqlite3.Connection | None = self._connect()
+        self._user_hash_key: str | None = None
         self._dropped = self._write_errors = 0
         self._unsaved = {"dropped": 0, "write_errors": 0}
         self._reset_queue()
@@ -130,6 +132,23 @@ class TraceStore:
             conn.close()
             raise
         return conn
+
+    @property
+    def user_hash_key(self) -> str:
+        """The store's random HMAC key for pseudonymous user ids (see ``telemetry._pseudo``),
+        the same for every process writing this file; created on first use.
+
+        Read over a connection of its own (the writer thread owns ``_conn``); raises
+        :class:`sqlite3.Error` when the file cannot give one.
+        """
+        if self._user_hash_key is None:
+            conn = _open_connection(self.path, self._busy_timeout)
+            try:
+                self._user_hash_key = setting_or_create(conn, "user_hash_key",
+                                                        secrets.token_hex(32))
+            finally:
+                conn.close()
+        return self._user_hash_key
 
     def _reset_queue(self) -> None:
         self._warner = _Warner(self._warn_interval)

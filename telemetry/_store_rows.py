@@ -131,7 +131,7 @@ class _Trace:
     """One trace's summary as far as this batch knows it."""
 
     __slots__ = ("end", "error_kind", "errors", "fault", "indexes", "kinds", "method", "rank",
-                 "root_name", "root_start", "route", "service", "spans", "start", "status_code")
+                 "root_name", "root_start", "route", "service", "spans", "start", "status_code", "user")
 
     def __init__(self, span: SpanLike, rank: int, index: int) -> None:
         """The summary of a trace first seen with ``span`` (its root so far)."""
@@ -140,6 +140,7 @@ class _Trace:
         self.indexes: list[int] = [index]
         self.kinds = self.fault = 0
         self.error_kind: str | None = None
+        self.user: str | None = None
         self._take_root(span, rank)
 
     def add(self, span: SpanLike, rank: int, index: int) -> None:
@@ -162,6 +163,9 @@ class _Trace:
         kind = attrs.get(sc.KIND)
         if kind is not None:
             self.error_kind = str(kind)
+        user = attrs.get(sc.USER_PSEUDO_ID)
+        if user is not None:
+            self.user = str(user)
 
     def saw_kind(self, kind: object) -> None:
         name = str(kind)
@@ -177,7 +181,7 @@ class _Trace:
             [str(base + i) for i in indexes])
         return (trace_id, self.start, self.end, self.end - self.start, self.rank, self.root_name,
                 self.service, self.route, self.method, self.status_code, status, self.error_kind,
-                self.kinds, self.fault, self.spans, self.errors, refs)
+                self.kinds, self.fault, self.spans, self.errors, refs, self.user)
 
 
 @dataclass(slots=True)
@@ -330,10 +334,15 @@ class Rows:
                 g[9] = occ.route or g[9]
         return [tuple(g) for g in groups.values()]
 
+    def user_fixes(self) -> list[Row]:
+        """(user, trace_id) for traces whose pseudonymous user this batch learnt."""
+        return [(t.user, trace_id) for trace_id, t in self.traces.items() if t.user is not None]
+
     def error_trace_rows(self) -> list[Row]:
-        """(fp, trace, first, last, count, injected, route, trace) per pair; the route may come from the trace."""
-        return [(fp, trace_id, o.first_ns, o.last_ns, o.count, o.injected, o.route, trace_id)
-                for (fp, trace_id), o in self.errors.items()]
+        """(fp, trace, first, last, count, injected, route, trace, trace) per pair; the route
+        may come from the trace, the user always does."""
+        return [(fp, trace_id, o.first_ns, o.last_ns, o.count, o.injected, o.route, trace_id,
+                 trace_id) for (fp, trace_id), o in self.errors.items()]
 
 
 def build_rows(spans: Sequence[SpanLike], logs: Sequence[LogRecord | LogRow]) -> Rows:
@@ -389,7 +398,7 @@ _INSERT_SPAN: Final = """INSERT INTO spans (trace_id, span_id, parent_span_id, n
 _INSERT_EVENT: Final = "INSERT INTO span_events VALUES (?,?,?,?,?)"
 _UPSERT_TRACE: Final = """INSERT INTO traces (trace_id, start_ns, end_ns, duration_ns, root_rank,
     root_name, service_name, route, method, status_code, status, error_kind, kinds, has_fault,
-    span_count, error_count, span_refs) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+    span_count, error_count, span_refs, user_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
     ON CONFLICT (trace_id) DO UPDATE SET
     start_ns = min(start_ns, excluded.start_ns), end_ns = max(end_ns, excluded.end_ns),
     duration_ns = max(end_ns, excluded.end_ns) - min(start_ns, excluded.start_ns),
@@ -405,7 +414,8 @@ _UPSERT_TRACE: Final = """INSERT INTO traces (trace_id, start_ns, end_ns, durati
     status = iif(error_count + excluded.error_count > 0, 'error', 'ok'),
     kinds = kinds | excluded.kinds, has_fault = has_fault | excluded.has_fault,
     span_count = span_count + excluded.span_count, error_count = error_count + excluded.error_count,
-    span_refs = span_refs || ',' || excluded.span_refs"""
+    span_refs = span_refs || ',' || excluded.span_refs,
+    user_id = coalesce(excluded.user_id, user_id)"""
 _UPSERT_GROUP: Final = """INSERT INTO error_groups (fingerprint, kind, error_type, message,
     first_seen_ns, last_seen_ns, count, injected_count, sample_trace_id, route)
     VALUES (?,?,?,?,?,?,?,?,?,?)
@@ -417,13 +427,16 @@ _UPSERT_GROUP: Final = """INSERT INTO error_groups (fingerprint, kind, error_typ
     first_seen_ns = min(first_seen_ns, excluded.first_seen_ns),
     last_seen_ns = max(last_seen_ns, excluded.last_seen_ns),
     count = count + excluded.count, injected_count = injected_count + excluded.injected_count"""
-_UPSERT_ERROR_TRACE: Final = """INSERT INTO error_traces
-    VALUES (?,?,?,?,?,?, coalesce(?, (SELECT route FROM traces WHERE trace_id = ?)))
+_UPSERT_ERROR_TRACE: Final = """INSERT INTO error_traces (fingerprint, trace_id, first_ns,
+    last_ns, count, injected, route, user_id)
+    VALUES (?,?,?,?,?,?, coalesce(?, (SELECT route FROM traces WHERE trace_id = ?)),
+            (SELECT user_id FROM traces WHERE trace_id = ?))
     ON CONFLICT (fingerprint, trace_id) DO UPDATE SET
     first_ns = min(first_ns, excluded.first_ns), last_ns = max(last_ns, excluded.last_ns),
     count = count + excluded.count, injected = injected + excluded.injected,
-    route = coalesce(route, excluded.route)"""
+    route = coalesce(route, excluded.route), user_id = coalesce(user_id, excluded.user_id)"""
 _FIX_ROUTE: Final = "UPDATE error_traces SET route = ? WHERE trace_id = ? AND route IS NULL"
+_FIX_USER: Final = "UPDATE error_traces SET user_id = ? WHERE trace_id = ? AND user_id IS NULL"
 _INSERT_CIRCUIT: Final = """INSERT INTO circuit_events (time_ns, circuit, old_state, new_state,
     failure_rate, trace_id, span_id) VALUES (?,?,?,?,?,?,?)"""
 _INSERT_FAULT: Final = """INSERT INTO faults (time_ns, trace_id, span_id, site, fault_kind, rule_id,
@@ -473,6 +486,9 @@ _COUNTERS = _Many(ADD_COUNTER)
 #: Traces of a batch that have error occurrences stored without a route (from earlier batches).
 _ROUTELESS: Final = """SELECT DISTINCT trace_id FROM error_traces WHERE route IS NULL
     AND trace_id IN (SELECT value FROM json_each(?))"""
+#: Traces of a batch that have error occurrences stored without a user (from earlier batches).
+_USERLESS: Final = """SELECT DISTINCT trace_id FROM error_traces WHERE user_id IS NULL
+    AND trace_id IN (SELECT value FROM json_each(?))"""
 
 
 def write_rows(conn: sqlite3.Connection, rows: Rows, counters: Mapping[str, int]) -> None:
@@ -507,6 +523,10 @@ def _write(conn: sqlite3.Connection, rows: Rows, counters: Mapping[str, int]) ->
             routeless = {r[0] for r in conn.execute(_ROUTELESS, (ids,))}
             if fixes := [fix for fix in fixes if fix[1] in routeless]:
                 conn.executemany(_FIX_ROUTE, fixes)
+        if fixes := rows.user_fixes():
+            userless = {r[0] for r in conn.execute(_USERLESS, (ids,))}
+            if fixes := [fix for fix in fixes if fix[1] in userless]:
+                conn.executemany(_FIX_USER, fixes)
     if rows.circuits:
         _CIRCUITS.run(conn, rows.circuits)
     if rows.faults:

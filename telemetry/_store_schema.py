@@ -16,9 +16,17 @@ Tables (``*_ns`` are nanoseconds since the epoch; JSON columns hold attributes):
   written, and spans are the bulk of every write;
 * ``error_groups`` (one row per fingerprint, all-time aggregates) and
   ``error_traces`` (one row per fingerprint and trace: windowed counts,
-  distinct traces, trends);
+  distinct traces, trends; it repeats its trace's ``user_id``, so distinct
+  users of a group are counted from its own rows, clustered by fingerprint);
 * ``logs``, ``circuit_events``, ``faults``;
-* ``store_counters``: records dropped by writers, for :func:`stats` readers.
+* ``store_counters``: records dropped by writers, for :func:`stats` readers;
+* ``store_settings``: the store's own settings, such as ``user_hash_key``, the
+  random HMAC key (hex) that every process writing the file hashes user ids
+  with, created by whoever needs it first (:func:`setting_or_create`), so that
+  all agree on it.
+
+Version 2 added ``traces.user_id`` and ``error_traces.user_id`` (a pseudonymous
+user id, never the raw one) and ``store_settings``; :func:`prepare` migrates a version 1 file in place.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import sqlite3
 from pathlib import Path
 from typing import Final
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 #: Writers checkpoint the WAL themselves past this many pages (and truncate it to this size).
 WAL_LIMIT_PAGES: Final = 4000
 
@@ -53,7 +61,8 @@ _TABLES: Final = (
         duration_ns INTEGER NOT NULL, root_rank INTEGER NOT NULL, root_name TEXT NOT NULL,
         service_name TEXT NOT NULL, route TEXT, method TEXT, status_code INTEGER,
         status TEXT NOT NULL, error_kind TEXT, kinds INTEGER NOT NULL, has_fault INTEGER NOT NULL,
-        span_count INTEGER NOT NULL, error_count INTEGER NOT NULL, span_refs TEXT NOT NULL)""",
+        span_count INTEGER NOT NULL, error_count INTEGER NOT NULL, span_refs TEXT NOT NULL,
+        user_id TEXT)""",
     """CREATE TABLE IF NOT EXISTS error_groups (
         fingerprint TEXT PRIMARY KEY, kind TEXT, error_type TEXT, message TEXT,
         first_seen_ns INTEGER NOT NULL, last_seen_ns INTEGER NOT NULL, count INTEGER NOT NULL,
@@ -62,7 +71,7 @@ _TABLES: Final = (
     """CREATE TABLE IF NOT EXISTS error_traces (
         fingerprint TEXT NOT NULL, trace_id TEXT NOT NULL, first_ns INTEGER NOT NULL,
         last_ns INTEGER NOT NULL, count INTEGER NOT NULL, injected INTEGER NOT NULL, route TEXT,
-        PRIMARY KEY (fingerprint, trace_id)) WITHOUT ROWID""",
+        user_id TEXT, PRIMARY KEY (fingerprint, trace_id)) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS logs (
         id INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, level TEXT NOT NULL,
         event TEXT NOT NULL, logger TEXT NOT NULL, trace_id TEXT, span_id TEXT,
@@ -76,6 +85,8 @@ _TABLES: Final = (
         error_type TEXT, message TEXT, attributes TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS store_counters (
         name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS store_settings (
+        name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID""",
 )
 
 _INDEXES: Final = (
@@ -106,8 +117,11 @@ _TRIGGERS: Final = (
         WHERE fingerprint = NEW.fingerprint; END""",
 )
 
-#: Statements that create version 1, in order; all are idempotent.
+#: Statements that create the current version, in order; all are idempotent.
 DDL: Final = (*_TABLES, *_INDEXES, *_TRIGGERS)
+
+#: Columns later versions added to tables of older files: (table, column, declaration).
+_ADDED_COLUMNS: Final = (("traces", "user_id", "TEXT"), ("error_traces", "user_id", "TEXT"))
 
 
 class StoreVersionError(RuntimeError):
@@ -151,6 +165,7 @@ def prepare(conn: sqlite3.Connection, *, cache_kib: int = 16384) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         if check_version(conn) < SCHEMA_VERSION:
+            _add_columns(conn)
             for statement in DDL:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -158,6 +173,25 @@ def prepare(conn: sqlite3.Connection, *, cache_kib: int = 16384) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` for each column an older file's existing table lacks."""
+    for table, column, declaration in _ADDED_COLUMNS:
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if have and column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
+def setting_or_create(conn: sqlite3.Connection, name: str, default: str) -> str:
+    """The ``store_settings`` value ``name``; ``default`` is stored first if there is none.
+
+    ``INSERT OR IGNORE`` then ``SELECT``: when several processes race, all read the
+    value of whichever inserted first.
+    """
+    conn.execute("INSERT OR IGNORE INTO store_settings VALUES (?, ?)", (name, default))
+    row = conn.execute("SELECT value FROM store_settings WHERE name = ?", (name,)).fetchone()
+    return str(row[0])
 
 
 def used_bytes(conn: sqlite3.Connection) -> int:

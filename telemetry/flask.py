@@ -26,7 +26,11 @@ Per request:
   recorded once (span event or log, per ``exceptions_as``), and 5xx errors go to
   Sentry when configured;
 * metrics: requests and their time by method, route and status, errors by kind
-  and route (``http.server.request.duration`` too with ``duration_histogram=True``).
+  and route (``http.server.request.duration`` too with ``duration_histogram=True``);
+* with ``user=`` (a callable of the request returning the app's user id or None),
+  ``enduser.pseudo.id``: an HMAC-SHA256 of that id, 16 hex characters, never the id
+  itself (see :mod:`telemetry._pseudo` for the key), so the viewer can count
+  distinct users affected by an error.
 
 How, cheaply: no per-request Flask hooks. A WSGI middleware around ``app.wsgi_app``
 opens the span before Flask sees the request and does everything else when Flask
@@ -67,6 +71,7 @@ from ._lite import MAX_ATTRIBUTES, LiteSpan, attach, current_request, detach
 from ._logs import Logger
 from ._metrics import drops
 from ._propagation import extract_context
+from ._pseudo import hash_key, pseudo_id
 from ._tracing import record_error
 
 __all__ = ["EXTENSION_KEY", "Shockproof", "Telemetry"]
@@ -77,6 +82,7 @@ _HEADER = sc.TRACE_ID_HEADER.lower()
 _LOGGER = "telemetry.flask"
 _SERVER = SpanKind.SERVER
 StartResponse = Callable[..., Any]
+UserOf = Callable[[Any], object]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
@@ -274,8 +280,11 @@ class Telemetry:
     """Flask extension: request spans, request log lines, error recording, ``X-Trace-Id``."""
 
     def __init__(self, app: Flask | None = None, *, log_requests: bool = True,
-                 excluded_paths: Iterable[str] = (), duration_histogram: bool = False) -> None:
+                 excluded_paths: Iterable[str] = (), duration_histogram: bool = False,
+                 user: UserOf | None = None, user_hash_key: str | bytes | None = None) -> None:
         self.log_requests = log_requests
+        self.user, self.user_hash_key = user, user_hash_key
+        self._key: tuple[object, bytes] | None = None
         self.excluded_paths = frozenset(excluded_paths)
         self.duration_histogram = duration_histogram
         self._log = Logger(_LOGGER)
@@ -320,6 +329,8 @@ class Telemetry:
             end_ns = (span.start_time or 0) + int(seconds * 1e9)
             rt = _config.runtime
             status, error, route, path, scheme = span.outcome()
+            if self.user is not None and rt is not None:
+                self._identify(rt, span)
             if rt is not None and error is None:  # the rest can wait for its batch
                 span.done = (self, rt, status, route, path, scheme, seconds, end_ns)
                 rt.deferred.add(span)
@@ -336,6 +347,24 @@ class Telemetry:
             if not deferred:
                 span.forget_request()
             detach(span.token)
+
+    def _identify(self, rt: _config.Runtime, span: _RequestSpan) -> None:
+        """``enduser.pseudo.id`` from the ``user`` callable (a failing callable costs only it)."""
+        req = span.request
+        if req is None and span.environ is not None:
+            req = span.environ.get("werkzeug.request")
+        if req is None or self.user is None:
+            return
+        try:
+            user = self.user(req)
+        except Exception as exc:
+            drops.report("requests", 0, exc)
+            return
+        cached = self._key
+        if cached is None or cached[0] is not rt.store:
+            cached = self._key = (rt.store, hash_key(self.user_hash_key, rt.store))
+        if (pid := pseudo_id(user, cached[1])) is not None:
+            span.set_attribute(sc.USER_PSEUDO_ID, pid)
 
     def _count(self, rt: _config.Runtime, method: str, route: str, status: int,
                seconds: float) -> None:
@@ -406,12 +435,14 @@ class Shockproof:
 
     ``settings`` go to ``telemetry.configure()`` when telemetry is not configured yet
     (the service name defaults to the app's name); otherwise they are ignored, with a
-    :class:`~telemetry.TelemetryWarning`.
+    :class:`~telemetry.TelemetryWarning`. ``user`` and ``user_hash_key`` go to
+    :class:`Telemetry`.
     """
 
-    def __init__(self, app: Flask | None = None, **settings: Any) -> None:
+    def __init__(self, app: Flask | None = None, *, user: UserOf | None = None,
+                 user_hash_key: str | bytes | None = None, **settings: Any) -> None:
         self.settings = settings
-        self.telemetry = Telemetry()
+        self.telemetry = Telemetry(user=user, user_hash_key=user_hash_key)
         self.resilience: Any = None
         if app is not None:
             self.init_app(app)

@@ -20,7 +20,9 @@ logarithmically; an error that stopped happening halves its weight every
 each group reports the split.
 
 Within a window, an error group's figures cover the (fingerprint, trace) pairs
-whose first occurrence falls in the window.
+whose first occurrence falls in the window. ``users`` counts the distinct
+pseudonymous user ids (``enduser.pseudo.id`` of the request span) of those
+traces; it is computed for the groups returned only, in one statement.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ class ErrorGroup:
     injected_count: int
     sample_trace_id: str
     impact: float
+    #: Distinct pseudonymous users among the group's traces (0 when no user was known).
+    users: int = 0
 
     @property
     def real_count(self) -> int:
@@ -265,7 +269,7 @@ class Query:
         top = groups[: max(0, limit)]
         if route is not None or since_ns is not None or until_ns is not None:
             top = [self._with_sample(g, route, since_ns, until_ns) for g in top]
-        return tuple(top)
+        return tuple(self._with_users(top, route, since_ns, until_ns))
 
     def error_group(self, fingerprint: str, since_ns: int | None = None,
                     until_ns: int | None = None) -> ErrorGroup | None:
@@ -275,9 +279,11 @@ class Query:
             rows = self._fetch(f"""SELECT {_GROUP_COLS}, first_seen_ns, last_seen_ns, count,
                 trace_count, injected_count, sample_trace_id FROM error_groups
                 WHERE fingerprint = ?""", [fingerprint])
-            return _group(rows[0], ref) if rows else None
-        found = self._windowed_groups(None, None, since_ns, until_ns, ref, fingerprint)
-        return self._with_sample(found[0], None, since_ns, until_ns) if found else None
+            found = [_group(rows[0], ref)] if rows else []
+        else:
+            found = [self._with_sample(g, None, since_ns, until_ns) for g in
+                     self._windowed_groups(None, None, since_ns, until_ns, ref, fingerprint)]
+        return self._with_users(found, None, since_ns, until_ns)[0] if found else None
 
     def group_trend(self, fingerprint: str, buckets: int = 24, since_ns: int | None = None,
                     until_ns: int | None = None) -> Trend:
@@ -318,6 +324,23 @@ class Query:
         if route is not None:
             groups = [_replace_route(g, route) for g in groups]
         return groups
+
+    def _with_users(self, groups: list[ErrorGroup], route: str | None, since_ns: int | None,
+                    until_ns: int | None) -> list[ErrorGroup]:
+        """The groups with ``users``: distinct user ids of their traces in the window (and route)."""
+        if not groups:
+            return groups
+        terms, params = _window("e.first_ns", since_ns, until_ns)
+        terms.insert(0, f"e.fingerprint IN ({','.join('?' * len(groups))})")
+        params[:0] = [g.fingerprint for g in groups]
+        if route is not None:
+            terms.append("e.route = ?")
+            params.append(route)
+        terms.append("e.user_id IS NOT NULL")
+        users = dict(self._fetch(f"""SELECT e.fingerprint, count(DISTINCT e.user_id)
+            FROM error_traces e {_where(terms)} GROUP BY e.fingerprint""", params))
+        return [dataclasses.replace(g, users=int(users[g.fingerprint])) if users.get(g.fingerprint)
+                else g for g in groups]
 
     def _with_sample(self, group: ErrorGroup, route: str | None, since_ns: int | None,
                      until_ns: int | None) -> ErrorGroup:

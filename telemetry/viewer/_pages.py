@@ -109,7 +109,8 @@ def _errors() -> dict[str, Any]:
                                   until_ns=now if since is not None else None, limit=GROUP_LIMIT)
     start = since if since is not None else min((g.first_seen_ns for g in groups), default=now)
     start = min(start, now - _HOUR)
-    trends = v.feed.trends([g.fingerprint for g in groups], TREND_BUCKETS, start, now + 1)
+    trends = v.feed.trends([g.fingerprint for g in groups], TREND_BUCKETS, start, now + 1,
+                           route=filters.route)
     labels = charts.bucket_labels(next(iter(trends.values()))) if trends else ()
     rows = [GroupRow(i + 1, g, charts.sparkline(trends[g.fingerprint], labels),
                      charts.split(g.real_count, g.injected_count))

@@ -64,9 +64,10 @@ class ErrorFeed:
         return tuple(reversed(rows))
 
     def trends(self, fingerprints: Sequence[str], buckets: int, since_ns: int,
-               until_ns: int) -> dict[str, Trend]:
+               until_ns: int, route: str | None = None) -> dict[str, Trend]:
         """Occurrences per bucket of ``[since_ns, until_ns)`` for each fingerprint, like
-        :meth:`telemetry.query.Query.group_trend`, in one statement."""
+        :meth:`telemetry.query.Query.group_trend`, in one statement; with ``route``, only
+        that route's occurrences (as the errors page's route filter counts them)."""
         if buckets < 1:
             raise ValueError("buckets must be at least 1")
         width = max(1, -(-(until_ns - since_ns) // buckets))
@@ -74,13 +75,15 @@ class ErrorFeed:
         injected = {fp: [0] * buckets for fp in fingerprints}
         if fingerprints:
             marks = ",".join("?" * len(fingerprints))
+            on_route = "" if route is None else " AND route = ?"
             with self._lock:
                 conn = self._connection()
                 rows = [] if conn is None else conn.execute(
                     f"""SELECT fingerprint, (first_ns - ?) / ?, sum(count), sum(injected)
                     FROM error_traces WHERE fingerprint IN ({marks}) AND first_ns >= ?
-                    AND first_ns < ? GROUP BY 1, 2""",
-                    (since_ns, width, *fingerprints, since_ns, until_ns)).fetchall()
+                    AND first_ns < ?{on_route} GROUP BY 1, 2""",
+                    (since_ns, width, *fingerprints, since_ns, until_ns,
+                     *(() if route is None else (route,)))).fetchall()
             for fp, bucket, n, inj in rows:
                 if 0 <= bucket < buckets:
                     counts[fp][bucket], injected[fp][bucket] = int(n), int(inj)

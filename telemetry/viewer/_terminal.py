@@ -51,7 +51,8 @@ def errors_table(groups: Sequence[ErrorGroup], now_ns: int) -> Table:
     """The error groups, ranked by impact, as a table."""
     table = Table(title="Errors by impact", title_justify="left", expand=False, show_lines=False)
     for name, justify in (("#", "right"), ("kind", "left"), ("error", "left"), ("route", "left"),
-                          ("count", "right"), ("requests", "right"), ("injected", "right"),
+                          ("count", "right"), ("requests", "right"), ("users", "right"),
+                          ("injected", "right"),
                           ("first seen", "left"), ("last seen", "left"), ("sample trace", "left")):
         table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for rank, g in enumerate(groups, 1):
@@ -59,7 +60,8 @@ def errors_table(groups: Sequence[ErrorGroup], now_ns: int) -> Table:
         if g.message:
             error.append(": " + clean(fmt.truncate(g.message, 120)))
         table.add_row(str(rank), kind_text(g.kind), error, clean(g.route or "-"), str(g.count),
-                      str(g.trace_count), str(g.injected_count), fmt.ago(g.first_seen_ns, now_ns),
+                      str(g.trace_count), str(g.users), str(g.injected_count),
+                      fmt.ago(g.first_seen_ns, now_ns),
                       fmt.ago(g.last_seen_ns, now_ns), g.sample_trace_id)
     return table
 
