@@ -117,6 +117,11 @@ class _Active:
         self.generation = generation
         self.cache: dict[str, tuple[_Armed, ...]] = {}
 
+    def rules(self, site: str) -> tuple[_Armed, ...]:
+        """The armed rules whose glob matches ``site`` (cached per site)."""
+        found = self.cache.get(site)
+        return found if found is not None else self.match(site)
+
     def match(self, site: str) -> tuple[_Armed, ...]:
         found = tuple(a for a in self.armed if fnmatchcase(site, a.rule.site))
         if len(self.cache) < _MAX_CACHED_SITES:
@@ -422,9 +427,7 @@ def _wanted(site: str) -> bool:
     snapshot = _active
     if snapshot is None:
         return False
-    rules = snapshot.cache.get(site)
-    if rules is None:
-        rules = snapshot.match(site)
+    rules = snapshot.rules(site)
     return bool(rules)
 
 
@@ -433,9 +436,7 @@ def _intercept(info: AttemptInfo) -> float | None:
     snapshot = _active
     if snapshot is None:
         return None
-    rules = snapshot.cache.get(info.site)
-    if rules is None:
-        rules = snapshot.match(info.site)
+    rules = snapshot.rules(info.site)
     return _evaluate(info.site, rules, info.call) if rules else None
 
 
@@ -444,9 +445,7 @@ def check(name: str) -> float:
     snapshot = _active
     if snapshot is None:
         return 0.0
-    rules = snapshot.cache.get(name)
-    if rules is None:
-        rules = snapshot.match(name)
+    rules = snapshot.rules(name)
     return _evaluate(name, rules, None) if rules else 0.0
 
 
@@ -455,9 +454,7 @@ def point(name: str) -> None:
     snapshot = _active
     if snapshot is None:
         return
-    rules = snapshot.cache.get(name)
-    if rules is None:
-        rules = snapshot.match(name)
+    rules = snapshot.rules(name)
     if rules:
         delay = _evaluate(name, rules, None)
         if delay > 0:

@@ -617,9 +617,12 @@ class Policy:
     def _after_failure(self, exc: Exception, attempt: int, tr: _Tracker | None) -> float:
         """Decide about a failed attempt: return the wait before the next one, or raise ``exc``."""
         if tr is not None and not isinstance(exc, CircuitOpenError | BulkheadFull):
-            c = classify(exc)
-            duration = get_settings().clock.monotonic() - tr.attempt_t0
-            tr.emit(AttemptFailed, attempt, exc, c.kind, c.transient, duration)
+            if hub.hooks:  # classify and time the attempt only for someone who listens
+                c = classify(exc)
+                duration = get_settings().clock.monotonic() - tr.attempt_t0
+                tr.emit(AttemptFailed, attempt, exc, c.kind, c.transient, duration)
+            else:
+                tr.eventful = True
         decision = self._decide(exc, attempt, tr)
         if isinstance(decision, str):
             _attach_attempts(exc, attempt)
