@@ -68,6 +68,12 @@ if not isinstance(_CURRENT, ContextVar):  # pragma: no cover - another OTEL_PYTH
     _CURRENT = None
 
 
+#: The flags of a sampled span (the one object every sampled span made here carries).
+SAMPLED = _SAMPLED
+#: OpenTelemetry's current-context variable, or None with another runtime context (then
+#: :func:`attach` and :func:`detach` go through the public API).
+CONTEXT_VAR = _CURRENT
+
 #: Where ``telemetry.flask`` keeps the request being served, next to its span.
 REQUEST_KEY: str = otel_context.create_key("shockproof-request")
 
@@ -194,11 +200,13 @@ class LiteSpan(trace.Span, ReadableSpan):
     and records nothing.
     """
 
-    # ReadableSpan's fields that most spans never change: class-level until they do.
+    # ReadableSpan's fields every span sets, as slots (the instance dict is made only if
+    # one of the others changes: they are class-level defaults until they do).
+    __slots__ = ("_attributes", "_context", "_end_time", "_kind", "_name", "_parent",
+                 "_start_time", "_tracer")
     _events: Sequence[Event] = ()
     _links: Sequence[Link] = ()
     _status = _UNSET
-    _end_time: int | None = None
     _instrumentation_info = None
 
     def __init__(self, tracer: LiteTracer, name: str, ctx: SpanContext, parent: SpanContext | None,
@@ -212,8 +220,7 @@ class LiteSpan(trace.Span, ReadableSpan):
         self._kind = kind
         self._start_time = start_ns
         self._attributes: dict[str, Any] = dict(attributes) if attributes else {}
-        if not recording:
-            self._end_time = start_ns
+        self._end_time: int | None = None if recording else start_ns
 
     @property
     def resource(self) -> Resource:

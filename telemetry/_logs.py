@@ -103,6 +103,13 @@ def merge_contextvars(_: Any, __: str, event_dict: EventDict) -> EventDict:
     return event_dict
 
 
+def has_bound_context() -> bool:
+    """Whether values are bound with ``structlog.contextvars`` here (usually one falsy test)."""
+    if _STRUCTLOG_VARS is not None and not _STRUCTLOG_VARS:
+        return False
+    return bool(bound_context())
+
+
 _second: tuple[int, str] = (-1, "")
 
 

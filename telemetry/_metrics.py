@@ -135,6 +135,20 @@ class RequestStats:
                 entry[0] += 1
                 entry[1] += seconds
 
+    def merge(self, counts: Mapping[tuple[str, str, int], Sequence[float]]) -> None:
+        """Add a batch's ``{(method, route, status): [requests, seconds]}`` (one lock for all)."""
+        if not counts:
+            return
+        with self._lock:
+            totals = self._totals
+            for key, (number, seconds) in counts.items():
+                entry = totals.get(key)
+                if entry is None:
+                    totals[key] = [float(number), seconds]
+                else:
+                    entry[0] += number
+                    entry[1] += seconds
+
     def observe(self, index: int) -> list[Observation]:
         if self.before_read is not None:
             self.before_read()

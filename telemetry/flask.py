@@ -34,16 +34,18 @@ Per request:
 
 How, cheaply: no per-request Flask hooks. A WSGI middleware around ``app.wsgi_app``
 opens the span before Flask sees the request and does everything else when Flask
-returns, in one place; its ``start_response`` adds ``X-Trace-Id`` and notes the
-status. The app's ``g`` class is subclassed so that the ``g`` of each request, the
-moment Flask creates it, gets ``shockproof_trace_id`` and is remembered (to read
-``shockproof_error`` at the end). The route template is read from the request
-object once the request is done. A request that failed is recorded before the
-middleware returns; for one that did not, the rest (span attributes and end, log
-line, counts) is completed with its batch (:mod:`telemetry._deferred`, at the
-latest 50 ms later), its log line rendered directly
-(:meth:`telemetry._logs.Logs.request_line`: same fields, same redaction, same JSON
-as the processor chain, which every other line still takes). See "Requests: what
+returns, in one place; its ``start_response`` adds ``X-Trace-Id``, notes the status
+and the request object (Flask clears the environ's reference when it is done). The
+app's ``g`` class is subclassed so that nothing is done per ``g``:
+``g.shockproof_trace_id`` reads the trace id of the request being served, and
+``g.shockproof_error = ...`` reaches its span as it is set. A request that failed is
+recorded before the middleware returns; for one that did not, the rest (span
+attributes and end, log line, counts) is completed with its batch
+(:mod:`telemetry._deferred`, at the latest 50 ms later, in one call per batch), its
+log line rendered directly (:meth:`telemetry._logs.Logs.request_line`: same fields,
+same redaction, same JSON as the processor chain, which every other line still
+takes). A request whose context holds values bound with ``structlog.contextvars``
+is completed at once, so that its line carries its own values. See "Requests: what
 each one pays for" in the package README.
 
 Nothing here raises into a request: a telemetry failure costs the request's
@@ -57,19 +59,29 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask, got_request_exception, has_app_context
-from flask import current_app as _current_app
-from flask import g as _g
+from flask import Flask, got_request_exception
 from flask.ctx import _AppCtxGlobals
+from flask.globals import _cv_app
 from opentelemetry import context as otel_context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
 from werkzeug.exceptions import HTTPException
 
 from . import _config
 from . import _semconv as sc
-from ._lite import MAX_ATTRIBUTES, LiteSpan, attach, current_request, detach
-from ._logs import Logger
-from ._metrics import drops
+from ._lite import (
+    CONTEXT_VAR,
+    MAX_ATTRIBUTES,
+    REQUEST_KEY,
+    SAMPLED,
+    SPAN_KEY,
+    LiteSpan,
+    LiteTracer,
+    attach,
+    current_request,
+    detach,
+)
+from ._logs import Logger, has_bound_context
+from ._metrics import RequestStats, drops
 from ._propagation import extract_context
 from ._pseudo import hash_key, pseudo_id
 from ._tracing import record_error
@@ -77,7 +89,7 @@ from ._tracing import record_error
 __all__ = ["EXTENSION_KEY", "Shockproof", "Telemetry"]
 
 EXTENSION_KEY = "shockproof.telemetry"
-_ROOT = otel_context.Context()  # no traceparent came in: the request starts a trace
+_TRACE_ATTR, _ERROR_ATTR = "shockproof_trace_id", "shockproof_error"  # the contract with resilience.flask
 _HEADER = sc.TRACE_ID_HEADER.lower()
 _LOGGER = "telemetry.flask"
 _SERVER = SpanKind.SERVER
@@ -89,31 +101,64 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 class _RequestSpan(LiteSpan):
     """A request's SERVER span, and what the middleware learns about the request meanwhile.
 
-    One object for both, and the request's start and end done in few steps: every
+    One object for both, made in one ``__init__`` and finished in few steps: every
     allocation and call here is paid by every request. Its attributes are written at
-    the end, when the route is known. The references to the request (environ,
-    request, ``g``) are dropped then, so that a span waiting in an exporter's queue
-    keeps nothing of the request alive.
+    the end, when the route is known. The references to the request (environ, app)
+    are dropped when the request is over, before the span waits for its batch, so that
+    a span in a queue keeps nothing of the request alive.
     """
 
-    __slots__ = ("app", "done", "environ", "method", "respond", "started", "token", "trace_hex")
-    #: What ``complete()`` needs: (extension, runtime, status, route, path, scheme, seconds, end).
-    done: tuple[Telemetry, _config.Runtime, int, str | None, str, str, float, int]
-    # Learnt during the request (class-level None until then).
-    http_status: int | None = None
+    # At the start: app, environ, method, owner, respond, started, token, trace_hex. When the
+    # request is over (what completing it needs): code, end_ns, path, route, rt, scheme, seconds.
+    __slots__ = ("app", "code", "end_ns", "environ", "http_status", "method", "owner", "path",
+                 "request", "respond", "route", "rt", "scheme", "seconds", "started", "token",
+                 "trace_hex")
+    app: Flask | None
+    code: int
+    end_ns: int
+    environ: dict[str, Any] | None
+    method: str
+    owner: Telemetry
+    path: str
+    respond: StartResponse
+    route: str | None
+    rt: _config.Runtime
+    scheme: str
+    seconds: float
+    started: float
+    token: object
+    trace_hex: str
+    http_status: int | None  # learnt in start_response
+    request: Any  # the request object, noted while Flask still has it (it clears the environ's)
+    #: Learnt during the request, rarely (class-level None until then).
+    #: An exception nobody handled (Flask's signal, or one escaping the app).
     error: tuple[BaseException, str | None] | None = None
-    g: Any = None
-    request: Any = None
+    #: ``resilience.flask``'s ``(exception, error_id)``, through ``g.shockproof_error``.
+    reported: tuple[BaseException, str | None] | None = None
+    #: The ``g`` of an application context pushed before the request (not one of ours).
+    outer_g: Any = None
 
-    def begin(self, app: Flask, environ: dict[str, Any], respond: StartResponse,
-              method: str) -> None:
-        """The request this span is for."""
-        self.trace_hex = f"{self.get_span_context().trace_id:032x}"
-        self.app: Flask | None = app
-        self.environ: dict[str, Any] | None = environ
+    def __init__(self, owner: Telemetry, tracer: LiteTracer, ctx: SpanContext,
+                 parent: SpanContext | None, app: Flask, environ: dict[str, Any],
+                 respond: StartResponse, method: str) -> None:
+        # LiteSpan's fields, set here (one call instead of two).
+        self._tracer = tracer
+        self._name = method
+        self._context = ctx
+        self._parent = parent
+        self._kind = _SERVER
+        self._start_time = start = time.time_ns()
+        self._attributes = {}
+        # Not sampled: over from the start, records nothing.
+        self._end_time = None if ctx.trace_flags is SAMPLED else start
+        self.http_status = self.request = None
+        self.owner = owner
+        self.app = app
+        self.environ = environ
         self.respond = respond
         self.method = method
-        self.token: object = None
+        self.trace_hex = ctx.trace_id.to_bytes(16, "big").hex()
+        self.token = None
         self.started = time.perf_counter()
 
     def start_response(self, status: str, headers: list[tuple[str, str]],
@@ -121,7 +166,7 @@ class _RequestSpan(LiteSpan):
         """The app's ``start_response``: notes the status and adds ``X-Trace-Id``."""
         try:
             self.http_status = int(status[:3])
-            if self.request is None and self.environ is not None:
+            if self.request is None and self.environ is not None:  # Flask drops it at the end
                 self.request = self.environ.get("werkzeug.request")
             for name, _ in headers:
                 if name.lower() == _HEADER:
@@ -132,35 +177,10 @@ class _RequestSpan(LiteSpan):
             drops.report("requests", 0, exc)
         return self.respond(status, headers, exc_info)
 
-    @property
-    def route(self) -> str | None:
-        """The matched route template (``/items/<int:item_id>``), None when nothing matched."""
-        req = self.request
-        if req is None and self.environ is not None:  # during the request, before it was seen
-            req = self.environ.get("werkzeug.request")
-        rule = getattr(req, "url_rule", None)
-        return rule.rule if rule is not None else None
-
-    def outcome(self) -> tuple[int, tuple[BaseException, str | None] | None, str | None, str, str]:
-        """Status, error, route (None when nothing matched), path and scheme of the request.
-
-        The error is resilience.flask's ``(exception, error_id)`` if it left one, else an
-        exception nobody handled, else None.
-        """
-        g, environ = self.g, self.environ
-        error = g.__dict__.get("shockproof_error") if g is not None else None
-        if error is None:
-            error = self.error
-        status = self.http_status
-        if status is None:
-            status = 500 if error else 200
-        req = self.request
-        if req is None and environ is not None:
-            req = environ.get("werkzeug.request")
-        rule = getattr(req, "url_rule", None)
-        if req is not None:
-            return status, error, rule.rule if rule is not None else None, req.path, req.scheme
-        return status, error, None, _path(environ or {}), (environ or {}).get("wsgi.url_scheme", "http")
+    def note_request(self) -> None:
+        """Remember the request object while Flask still has it (when no response may start)."""
+        if self.request is None and self.environ is not None:
+            self.request = self.environ.get("werkzeug.request")
 
     def label(self, status: int, route: str | None, path: str, scheme: str) -> None:
         """The span's name and ``http.*``/``url.*`` attributes, once the request is done."""
@@ -182,47 +202,85 @@ class _RequestSpan(LiteSpan):
         self.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, status)
 
     def complete(self) -> None:
-        """What is left once a request that did not fail is over (see ``_deferred``): the span's
-        attributes, the log line, the counts, and the span's end; then the request is let go."""
-        owner, rt, status, route, path, scheme, seconds, end_ns = self.done
-        self.label(status, route, path, scheme)
-        route = route or ""
-        if status < 400:
-            level = "info"
-        else:
-            level = "warning" if status < 500 else "error"
-            if status >= 500:
-                self.set_status(Status(StatusCode.ERROR))
-        if owner.log_requests:
-            rt.logs.request_line(level, _LOGGER, self.method, route, path, status,
-                                 int(seconds * 1_000_000 + 0.5) / 1000, self.trace_hex,
-                                 f"{self.get_span_context().span_id:016x}", end_ns)
-        rt.metrics.requests.record(self.method, route, status, seconds)
-        if owner.duration_histogram:
-            owner._histogram(rt, self.method, route, status, seconds)
-        self.end(end_ns)
-        self.app = self.environ = self.g = self.request = None
+        """What is left once a request that did not fail is over (see ``_deferred``)."""
+        _RequestSpan.complete_many([self])
 
-    def forget_request(self) -> None:
-        """Drop the references to the request (``respond`` stays: an app may start late)."""
-        self.app = self.environ = self.g = self.request = None
+    @staticmethod
+    def complete_many(spans: list[_RequestSpan]) -> None:
+        """For each request that did not fail, in order: the span's attributes and end, the log
+        line, the counts (added up for the batch, then merged under one lock)."""
+        counts: dict[tuple[str, str, int], list[float]] = {}
+        stats: RequestStats | None = None
+        for span in spans:
+            try:
+                rt, owner, status, method = span.rt, span.owner, span.code, span.method
+                route, seconds = span.route, span.seconds
+                span.label(status, route, span.path, span.scheme)
+                route = route or ""
+                if status < 400:
+                    level = "info"
+                elif status < 500:
+                    level = "warning"
+                else:
+                    level = "error"
+                    span.set_status(Status(StatusCode.ERROR))
+                if owner.log_requests:
+                    rt.logs.request_line(level, _LOGGER, method, route, span.path, status,
+                                         int(seconds * 1_000_000 + 0.5) / 1000, span.trace_hex,
+                                         span.get_span_context().span_id.to_bytes(8, "big").hex(),
+                                         span.end_ns)
+                requests = rt.metrics.requests
+                if requests is not stats:
+                    if stats is not None:
+                        _merge(stats, counts)
+                        counts = {}
+                    stats = requests
+                key = (method, route, status)
+                entry = counts.get(key)
+                if entry is None:
+                    counts[key] = [1.0, seconds]
+                else:
+                    entry[0] += 1
+                    entry[1] += seconds
+                if owner.duration_histogram:
+                    owner._histogram(rt, method, route, status, seconds)
+                span.end(span.end_ns)
+            except Exception as exc:
+                drops.report("requests", 1, exc)
+        if stats is not None:
+            _merge(stats, counts)
+
+    def finish(self, rt: _config.Runtime | None,
+               error: tuple[BaseException, str | None] | None) -> None:
+        """Everything now, on the request's thread (a failed request, or one that cannot wait)."""
+        if error is None and rt is not None:
+            self.rt = rt
+            _RequestSpan.complete_many([self])
+            return
+        self.label(self.code, self.route, self.path, self.scheme)
+        if rt is not None and error is not None:
+            self.owner._failed(rt, self, error, self.code, self.route or "", self.path,
+                               self.seconds)
+            self.owner._count(rt, self.method, self.route or "", self.code, self.seconds)
+        self.end(self.end_ns)
 
 
 class _Middleware:
     """Wraps ``app.wsgi_app``: the request's span, status, header, log line and metrics."""
 
-    __slots__ = ("app", "inner", "telemetry")
+    __slots__ = ("app", "globals_class", "inner", "telemetry")
 
     def __init__(self, telemetry: Telemetry, app: Flask, inner: WSGIApp) -> None:
         self.telemetry = telemetry
         self.app = app
         self.inner = inner
+        self.globals_class = app.app_ctx_globals_class
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         rt = _config.runtime
         if rt is None:
             return self.inner(environ, start_response)
-        span = self.telemetry._open(rt, self.app, environ, start_response)
+        span = self._open(rt, environ, start_response)
         if span is None:
             return self.inner(environ, start_response)
         try:
@@ -232,40 +290,139 @@ class _Middleware:
                 span.error = (exc, None)
             raise
         finally:
-            self.telemetry._close(span)
+            self._close(span)
+
+    def _open(self, rt: _config.Runtime, environ: dict[str, Any],
+              start_response: StartResponse) -> _RequestSpan | None:
+        """The request's span, current (with the request) until :meth:`_close`; None: no span."""
+        try:
+            owner, app = self.telemetry, self.app
+            if owner.excluded_paths and _path(environ) in owner.excluded_paths:
+                return None
+            if app.app_ctx_globals_class is not self.globals_class:  # replaced since: ours again
+                app.app_ctx_globals_class = self.globals_class = _globals_class(
+                    app.app_ctx_globals_class)
+            tracer = rt.tracing.lite
+            remote = _remote_parent(environ) if "HTTP_TRACEPARENT" in environ else None
+            ctx, parent = tracer.context_for(remote)
+            span = _RequestSpan(owner, tracer, ctx, parent, app,
+                                environ, start_response, environ.get("REQUEST_METHOD") or "GET")
+            if _cv_app.get(None) is not None:  # a context pushed before: Flask will reuse it
+                _outer(span, app)
+            if CONTEXT_VAR is not None:  # attach(span, span), in place
+                current = CONTEXT_VAR.get()
+                span.token = CONTEXT_VAR.set(otel_context.Context(
+                    {**current, SPAN_KEY: span, REQUEST_KEY: span} if current
+                    else {SPAN_KEY: span, REQUEST_KEY: span}))
+            else:  # pragma: no cover - another runtime context
+                span.token = attach(span, span)
+            return span  # the token last: nothing after it can fail and leave the span current
+        except Exception as exc:
+            drops.report("requests", 1, exc)
+            return None
+
+    def _close(self, span: _RequestSpan) -> None:
+        """The request is over: what it was, and the rest now (failed) or with its batch."""
+        try:
+            seconds = time.perf_counter() - span.started
+            rt = _config.runtime
+            error = span.reported or span.error
+            if error is None and span.outer_g is not None:
+                error = span.outer_g.__dict__.get("shockproof_error")
+            status = span.http_status
+            if status is None:
+                status = 500 if error else 200
+            environ = span.environ or {}
+            req = span.request
+            if req is None:
+                req = environ.get("werkzeug.request")
+            if req is not None:
+                rule = getattr(req, "url_rule", None)
+                span.route = rule.rule if rule is not None else None
+                span.path, span.scheme = req.path, req.scheme
+            else:
+                span.route, span.path = None, _path(environ)
+                span.scheme = environ.get("wsgi.url_scheme", "http")
+            owner = self.telemetry
+            if owner.user is not None and rt is not None and req is not None:
+                owner._identify(rt, span, req)
+            span.code, span.seconds = status, seconds
+            span.end_ns = (span._start_time or 0) + int(seconds * 1e9)
+            span.app = span.environ = span.outer_g = span.request = None
+            if error is None and rt is not None and not has_bound_context():
+                span.rt = rt
+                rt.deferred.add(span)  # the rest with its batch
+            else:  # failed, or its line needs this request's structlog context: now
+                span.finish(rt, error)
+        except Exception as err:
+            drops.report("requests", 1, err)
+        finally:
+            detach(span.token)
+
+
+def _merge(stats: RequestStats, counts: dict[tuple[str, str, int], list[float]]) -> None:
+    """A batch's request counts into the totals; a failure costs those counts (counted)."""
+    try:
+        stats.merge(counts)
+    except Exception as exc:
+        drops.report("requests", int(sum(entry[0] for entry in counts.values())), exc)
 
 
 def _globals_class(base: type[_AppCtxGlobals]) -> type[_AppCtxGlobals]:
-    """``base`` whose instances (each request's ``g``) are adopted by the request being served:
-    the ``g`` gets ``shockproof_trace_id`` as Flask creates it, and is read at the end."""
+    """``base`` whose instances (each request's ``g``) speak for the request being served:
+    ``g.shockproof_trace_id`` reads its trace id, and ``g.shockproof_error = ...`` (what
+    ``resilience.flask`` leaves) reaches its span. Nothing is done per ``g`` made."""
     if getattr(base, "_shockproof_adopts", False):
         return base
-    own_init = base.__init__ is not object.__init__
+    base_setattr = base.__setattr__
 
     class ShockproofGlobals(base):  # type: ignore[valid-type,misc]
         _shockproof_adopts = True
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            if own_init:
-                super().__init__(*args, **kwargs)
+        @property
+        def shockproof_trace_id(self) -> str:
+            found = self.__dict__.get(_TRACE_ATTR)
+            if found is not None:
+                return str(found)
             span = current_request()
-            if span is not None and span.g is None:
-                try:
-                    _adopt(span, self)
-                except Exception as exc:
-                    drops.report("requests", 0, exc)
+            if not isinstance(span, _RequestSpan):
+                raise AttributeError(_TRACE_ATTR)
+            return span.trace_hex
+
+        @shockproof_trace_id.setter
+        def shockproof_trace_id(self, value: str) -> None:
+            self.__dict__[_TRACE_ATTR] = value
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            if name == _ERROR_ATTR:
+                span = current_request()
+                if isinstance(span, _RequestSpan):
+                    span.reported = value
+                    span.note_request()
+            base_setattr(self, name, value)
+
+        def get(self, name: str, default: Any = None) -> Any:
+            if name == _TRACE_ATTR:
+                return getattr(self, name, default)
+            return super().get(name, default)
+
+        def __contains__(self, item: str) -> bool:
+            if item == _TRACE_ATTR:
+                return hasattr(self, item)
+            return bool(super().__contains__(item))
 
     ShockproofGlobals.__name__ = ShockproofGlobals.__qualname__ = f"Shockproof{base.__name__}"
     return ShockproofGlobals
 
 
-def _adopt(span: _RequestSpan, g: Any) -> None:
-    """``g`` is the request's: it gets the trace id now and is read for errors at the end (and
-    the request object is noted: Flask made it just before)."""
-    span.g = g
-    g.shockproof_trace_id = span.trace_hex
-    if span.request is None and span.environ is not None:
-        span.request = span.environ.get("werkzeug.request")
+def _outer(span: _RequestSpan, app: Flask) -> None:
+    """An application context of ``app`` was pushed before the request (Flask reuses it): if its
+    ``g`` predates our class, it gets the trace id now and is read for errors at the end."""
+    ctx = _cv_app.get(None)
+    if ctx is None or ctx.app is not app or getattr(type(ctx.g), "_shockproof_adopts", False):
+        return
+    ctx.g.shockproof_trace_id = span.trace_hex
+    span.outer_g = ctx.g
 
 
 def _on_exception(sender: Any, exception: BaseException | None = None, **extra: Any) -> None:
@@ -274,6 +431,7 @@ def _on_exception(sender: Any, exception: BaseException | None = None, **extra: 
     if isinstance(span, _RequestSpan) and span.app is sender and span.error is None \
             and exception is not None:
         span.error = (exception, None)
+        span.note_request()
 
 
 class Telemetry:
@@ -298,62 +456,9 @@ class Telemetry:
         app.wsgi_app = _Middleware(self, app, app.wsgi_app)  # type: ignore[method-assign]
         got_request_exception.connect(_on_exception)
 
-    # -- the start of a request ------------------------------------------------------------
-
-    def _open(self, rt: _config.Runtime, app: Flask, environ: dict[str, Any],
-              start_response: StartResponse) -> _RequestSpan | None:
-        try:
-            if self.excluded_paths and _path(environ) in self.excluded_paths:
-                return None
-            if not getattr(app.app_ctx_globals_class, "_shockproof_adopts", False):
-                app.app_ctx_globals_class = _globals_class(app.app_ctx_globals_class)
-            parent = _remote_parent(environ) if "HTTP_TRACEPARENT" in environ else _ROOT
-            method = environ.get("REQUEST_METHOD") or "GET"
-            span = rt.tracing.lite.start(method, parent, _SERVER, None, None, _RequestSpan)
-            assert isinstance(span, _RequestSpan)
-            span.begin(app, environ, start_response, method)
-            if has_app_context() and _current_app._get_current_object() is app:  # type: ignore[attr-defined]
-                _adopt(span, _g._get_current_object())  # Flask will reuse this app context
-            span.token = attach(span, span)  # last: nothing after it can fail and leave it current
-            return span
-        except Exception as exc:
-            drops.report("requests", 1, exc)
-            return None
-
-    # -- the end of a request ----------------------------------------------------------------
-
-    def _close(self, span: _RequestSpan) -> None:
-        deferred = False
-        try:
-            seconds = time.perf_counter() - span.started
-            end_ns = (span.start_time or 0) + int(seconds * 1e9)
-            rt = _config.runtime
-            status, error, route, path, scheme = span.outcome()
-            if self.user is not None and rt is not None:
-                self._identify(rt, span)
-            if rt is not None and error is None:  # the rest can wait for its batch
-                span.done = (self, rt, status, route, path, scheme, seconds, end_ns)
-                rt.deferred.add(span)
-                deferred = True
-                return
-            span.label(status, route, path, scheme)
-            if rt is not None and error is not None:
-                self._failed(rt, span, error, status, route or "", path, seconds)
-                self._count(rt, span.method, route or "", status, seconds)
-            span.end(end_ns)
-        except Exception as err:
-            drops.report("requests", 1, err)
-        finally:
-            if not deferred:
-                span.forget_request()
-            detach(span.token)
-
-    def _identify(self, rt: _config.Runtime, span: _RequestSpan) -> None:
+    def _identify(self, rt: _config.Runtime, span: _RequestSpan, req: Any) -> None:
         """``enduser.pseudo.id`` from the ``user`` callable (a failing callable costs only it)."""
-        req = span.request
-        if req is None and span.environ is not None:
-            req = span.environ.get("werkzeug.request")
-        if req is None or self.user is None:
+        if self.user is None:
             return
         try:
             user = self.user(req)
@@ -422,12 +527,14 @@ def _path(environ: dict[str, Any]) -> str:
     return "/" + raw.lstrip("/")
 
 
-def _remote_parent(environ: dict[str, Any]) -> otel_context.Context:
+def _remote_parent(environ: dict[str, Any]) -> SpanContext | None:
     """The caller's span from its W3C ``traceparent`` (and ``tracestate``), if valid."""
     carrier = {sc.TRACEPARENT_HEADER: str(environ["HTTP_TRACEPARENT"])}
     if state := environ.get("HTTP_TRACESTATE"):
         carrier["tracestate"] = str(state)
-    return extract_context(carrier) or _ROOT
+    remote = extract_context(carrier)
+    found = remote.get(SPAN_KEY) if remote is not None else None
+    return found.get_span_context() if isinstance(found, Span) else None
 
 
 class Shockproof:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from typing import ClassVar
 
 import pytest
 
@@ -111,3 +112,41 @@ def test_a_drain_completes_only_what_waited_when_it_began(deferred: Deferred) ->
     assert done == [1]
     deferred.drain()
     assert done == [1, 99]
+
+
+class Many(Item):
+    """A completion whose class completes runs of its items in one call."""
+
+    calls: ClassVar[list[list[int]]] = []
+
+    @staticmethod
+    def complete_many(items: list[Many]) -> None:
+        Many.calls.append([item.n for item in items])
+        for item in items:
+            item.complete()
+
+
+def test_runs_of_a_class_with_complete_many_are_completed_together() -> None:
+    """Consecutive items of a class offering complete_many go in one call; order is kept."""
+    done: list[int] = []
+    Many.calls = []
+    deferred = Deferred(batch=100, interval=3600.0)
+    try:
+        for item in (Many(1, done), Many(2, done), Item(3, done), Many(4, done)):
+            deferred.add(item)
+        deferred.drain()
+    finally:
+        deferred.close()
+    assert done == [1, 2, 3, 4]
+    assert Many.calls == [[1, 2], [4]]
+
+
+def test_a_failing_complete_many_counts_its_run(deferred: Deferred) -> None:
+    """complete_many raising costs the items of its run, counted; the others complete."""
+    done: list[int] = []
+    Many.calls = []
+    deferred.add(Item(1, done))
+    deferred.add(Many(2, done, fail=True))
+    deferred.add(Many(3, done))
+    assert done == [1]
+    assert drops.counts()["requests"] == 2

@@ -106,6 +106,27 @@ def test_values_bound_with_structlog_contextvars_are_on_the_request_line(stream:
     assert json_lines(stream)[0]["tenant"] == "t-9"
 
 
+def test_each_request_line_carries_its_own_bound_values(stream: io.StringIO) -> None:
+    """Values a request binds with structlog.contextvars are on its own line, never another's
+    (a line completed with a later request's batch would read that request's values)."""
+    app = make_app()
+
+    @app.before_request
+    def bind() -> None:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(rid=request.headers["X-Rid"])
+
+    client = app.test_client()
+    try:
+        for rid in ("a", "b", "c"):
+            client.get(f"/items/{ord(rid)}", headers={"X-Rid": rid})
+        telemetry.flush()
+    finally:
+        structlog.contextvars.clear_contextvars()
+    assert [(line[sc.URL_PATH], line["rid"]) for line in json_lines(stream)] == [
+        ("/items/97", "a"), ("/items/98", "b"), ("/items/99", "c")]
+
+
 def test_console_format_request_lines_come_through_the_chain() -> None:
     """With log_format='console' the request line is the console renderer's."""
     out = io.StringIO()
@@ -173,6 +194,48 @@ def test_g_has_the_trace_id_when_an_app_context_was_already_pushed(
     assert response.get_json()["trace"] == response.headers[sc.TRACE_ID_HEADER]
 
 
+def test_g_reads_the_trace_id_every_way_flask_offers(cap: telemetry.testing.Capture) -> None:
+    """g.shockproof_trace_id, g.get() and ``in`` agree with the response header; outside a
+    request there is none."""
+    app = make_app()
+    seen: dict[str, object] = {}
+
+    @app.get("/ways")
+    def ways() -> str:
+        seen.update(attr=g.shockproof_trace_id, get=g.get("shockproof_trace_id"),
+                    has="shockproof_trace_id" in g, other=g.get("nothing", "dflt"))
+        return "ok"
+
+    response = app.test_client().get("/ways")
+    trace_id = response.headers[sc.TRACE_ID_HEADER]
+    assert seen == {"attr": trace_id, "get": trace_id, "has": True, "other": "dflt"}
+    with app.app_context():
+        assert getattr(g, "shockproof_trace_id", None) is None
+        assert "shockproof_trace_id" not in g
+
+
+def test_an_app_context_older_than_the_extension_still_links_errors(
+        cap: telemetry.testing.Capture) -> None:
+    """A g made before Telemetry(app) (its class is not ours) still gets the trace id, and the
+    error resilience.flask leaves on it reaches the request span."""
+    from resilience.flask import Resilience
+
+    app = Flask("older")
+
+    @app.get("/fail")
+    def fail() -> str:
+        raise ConnectionError("upstream down")
+
+    Resilience(app)
+    with app.app_context():  # its g is Flask's own class
+        Telemetry(app)
+        response = app.test_client().get("/fail")
+    body = response.get_json()
+    assert body["trace_id"] == response.headers[sc.TRACE_ID_HEADER]
+    span = cap.span("GET /fail")
+    assert (span.attributes[sc.KIND], span.attributes[sc.ERROR_ID]) == ("network", body["error_id"])
+
+
 def test_x_trace_id_replaces_one_the_app_set(cap: telemetry.testing.Capture) -> None:
     """The response carries one X-Trace-Id: the request span's."""
     response = make_app().test_client().get("/own-header")
@@ -214,7 +277,7 @@ def test_a_telemetry_failure_at_the_end_costs_the_telemetry_not_the_response(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("completion bug")
 
-    monkeypatch.setattr(runtime().metrics.requests, "record", broken)
+    monkeypatch.setattr(runtime().metrics.requests, "merge", broken)
     response = make_app().test_client().get("/items/4")
     telemetry.flush()
     assert response.get_json()["id"] == 4
