@@ -317,12 +317,15 @@ class Logs:
         self.writer.msg(processed)
 
     def request_line(self, level: str, logger: str, method: str, route: str, path: str, status: int,
-                     duration_ms: float, trace_id: str, span_id: str, time_ns: int) -> None:
+                     duration_ms: float, trace_id: str, span_id: str, time_ns: int,
+                     into: list[str] | None = None) -> None:
         """``telemetry.flask``'s line for a request that did not fail: exactly what the chain
         would write and hand to the sinks for ``Logger(logger).<level>("request", ...)`` at
         ``time_ns`` (the request's end), built directly (``status`` an int, ``duration_ms``
         a float) and written with its batch (:mod:`telemetry._writer`); the chain itself
-        when the line could differ. Never raises."""
+        when the line could differ. With ``into``, a line rendered here is appended to it
+        instead (the caller hands a batch's lines to the writer at once, with
+        :meth:`~telemetry._writer.SafeWriter.batched_many`). Never raises."""
         if _LEVELS[level] < self.level:
             return
         try:
@@ -355,7 +358,10 @@ class Logs:
         except Exception as exc:
             drops.report("logs", 1, exc)
             return
-        self.writer.batched(line)
+        if into is None:
+            self.writer.batched(line)
+        else:
+            into.append(line)
 
     def _head(self, key: tuple[str, str, str, str, int]) -> tuple[str, str, str, str]:
         """For these values: the line's JSON up to the duration, with method and path redacted

@@ -53,6 +53,12 @@ class SafeWriter:
         with self._lock:
             self._pending.append(line)
 
+    def batched_many(self, lines: list[str]) -> None:
+        """Keep a batch's request lines (each with its newline) for the next :meth:`flush`."""
+        if lines:
+            with self._lock:
+                self._pending.extend(lines)
+
     def flush(self) -> None:
         """Write the waiting lines (one write) and flush the stream; never raises."""
         if not self._pending:

@@ -85,6 +85,7 @@ from ._metrics import RequestStats, drops
 from ._propagation import extract_context
 from ._pseudo import hash_key, pseudo_id
 from ._tracing import record_error
+from ._writer import SafeWriter
 
 __all__ = ["EXTENSION_KEY", "Shockproof", "Telemetry"]
 
@@ -211,6 +212,8 @@ class _RequestSpan(LiteSpan):
         line, the counts (added up for the batch, then merged under one lock)."""
         counts: dict[tuple[str, str, int], list[float]] = {}
         stats: RequestStats | None = None
+        lines: list[str] = []
+        writer: SafeWriter | None = None
         for span in spans:
             try:
                 rt, owner, status, method = span.rt, span.owner, span.code, span.method
@@ -225,10 +228,16 @@ class _RequestSpan(LiteSpan):
                     level = "error"
                     span.set_status(Status(StatusCode.ERROR))
                 if owner.log_requests:
-                    rt.logs.request_line(level, _LOGGER, method, route, span.path, status,
-                                         int(seconds * 1_000_000 + 0.5) / 1000, span.trace_hex,
-                                         span.get_span_context().span_id.to_bytes(8, "big").hex(),
-                                         span.end_ns)
+                    logs = rt.logs
+                    if logs.writer is not writer:  # (another runtime: its own lines)
+                        if writer is not None:
+                            writer.batched_many(lines)
+                            lines = []
+                        writer = logs.writer
+                    logs.request_line(level, _LOGGER, method, route, span.path, status,
+                                      int(seconds * 1_000_000 + 0.5) / 1000, span.trace_hex,
+                                      span.get_span_context().span_id.to_bytes(8, "big").hex(),
+                                      span.end_ns, lines)
                 requests = rt.metrics.requests
                 if requests is not stats:
                     if stats is not None:
@@ -249,6 +258,8 @@ class _RequestSpan(LiteSpan):
                 drops.report("requests", 1, exc)
         if stats is not None:
             _merge(stats, counts)
+        if writer is not None:
+            writer.batched_many(lines)
 
     def finish(self, rt: _config.Runtime | None,
                error: tuple[BaseException, str | None] | None) -> None:

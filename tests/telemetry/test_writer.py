@@ -37,6 +37,18 @@ def test_batched_lines_are_written_at_flush_in_one_piece() -> None:
     assert out.getvalue() == "a\nb\n"
 
 
+def test_a_batch_of_lines_joins_the_waiting_ones_in_order() -> None:
+    """batched_many() adds a batch's lines after those already waiting; flush writes them all."""
+    out = io.StringIO()
+    writer = SafeWriter(out)
+    writer.batched("a\n")
+    writer.batched_many(["b\n", "c\n"])
+    writer.batched_many([])
+    assert out.getvalue() == ""
+    writer.flush()
+    assert out.getvalue() == "a\nb\nc\n"
+
+
 def test_a_chain_line_writes_the_waiting_lines_first() -> None:
     """msg() keeps the order in which lines were made."""
     out = io.StringIO()
