@@ -74,7 +74,6 @@ class Deferred:
         self._lock = threading.Lock()            # guards starting the flusher
         self._draining = threading.RLock()       # one batch at a time, in order
         self._waiting = threading.Event()        # set when a request enters an empty queue
-        self._armed = False                      # _waiting is set (read without a call per request)
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -84,7 +83,7 @@ class Deferred:
         pending.append(item)
         if len(pending) >= self.batch or self.immediate:
             self.drain()
-        elif not self._armed:
+        elif not self._waiting.is_set():
             self._wake()
 
     def drain(self) -> None:
@@ -94,7 +93,6 @@ class Deferred:
             return
         with self._draining:
             self._waiting.clear()  # what arrives from now on wakes the flusher again
-            self._armed = False    # after the clear (and _wake sets it before the set): armed implies set
             batch: list[Completion] = []
             for _ in range(len(pending)):  # what is there now: others' later requests are theirs
                 try:
@@ -129,7 +127,6 @@ class Deferred:
                 self._thread = threading.Thread(target=self._run, daemon=True,
                                                 name="telemetry-deferred")
                 self._thread.start()
-        self._armed = True
         self._waiting.set()
 
     def _run(self) -> None:
@@ -151,7 +148,7 @@ def _complete(batch: list[Completion]) -> None:
         many: Callable[[list[Completion]], object] | None = getattr(kind, "complete_many", None)
         if many is not None:
             try:
-                many(batch[start:end] if start or end < size else batch)
+                many(batch[start:end])
             except Exception as exc:
                 drops.report("requests", end - start, exc)
         else:

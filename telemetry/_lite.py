@@ -70,9 +70,6 @@ if not isinstance(_CURRENT, ContextVar):  # pragma: no cover - another OTEL_PYTH
 
 #: The flags of a sampled span (the one object every sampled span made here carries).
 SAMPLED = _SAMPLED
-#: OpenTelemetry's current-context variable, or None with another runtime context (then
-#: :func:`attach` and :func:`detach` go through the public API).
-CONTEXT_VAR = _CURRENT
 
 #: Where ``telemetry.flask`` keeps the request being served, next to its span.
 REQUEST_KEY: str = otel_context.create_key("shockproof-request")

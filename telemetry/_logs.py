@@ -329,7 +329,7 @@ class Logs:
         if _LEVELS[level] < self.level:
             return
         try:
-            if not self._direct or ((_STRUCTLOG_VARS is None or _STRUCTLOG_VARS) and bound_context()):
+            if not self._direct or has_bound_context():
                 self.emit(level, {sc.LOGGER_NAME: logger, sc.HTTP_REQUEST_METHOD: method,
                                   sc.HTTP_ROUTE: route, sc.URL_PATH: path,
                                   sc.HTTP_RESPONSE_STATUS_CODE: status, sc.DURATION_MS: duration_ms,

@@ -126,14 +126,7 @@ class RequestStats:
         self.before_read: Callable[[], object] | None = None
 
     def record(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route, status)
-        with self._lock:
-            entry = self._totals.get(key)
-            if entry is None:
-                self._totals[key] = [1.0, seconds]
-            else:
-                entry[0] += 1
-                entry[1] += seconds
+        self.merge({(method, route, status): (1.0, seconds)})
 
     def merge(self, counts: Mapping[tuple[str, str, int], Sequence[float]]) -> None:
         """Add a batch's ``{(method, route, status): [requests, seconds]}`` (one lock for all)."""

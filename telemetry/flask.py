@@ -62,16 +62,13 @@ from typing import Any
 from flask import Flask, got_request_exception
 from flask.ctx import _AppCtxGlobals
 from flask.globals import _cv_app
-from opentelemetry import context as otel_context
 from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
 from werkzeug.exceptions import HTTPException
 
 from . import _config
 from . import _semconv as sc
 from ._lite import (
-    CONTEXT_VAR,
     MAX_ATTRIBUTES,
-    REQUEST_KEY,
     SAMPLED,
     SPAN_KEY,
     LiteSpan,
@@ -85,7 +82,6 @@ from ._metrics import RequestStats, drops
 from ._propagation import extract_context
 from ._pseudo import hash_key, pseudo_id
 from ._tracing import record_error
-from ._writer import SafeWriter
 
 __all__ = ["EXTENSION_KEY", "Shockproof", "Telemetry"]
 
@@ -142,16 +138,9 @@ class _RequestSpan(LiteSpan):
     def __init__(self, owner: Telemetry, tracer: LiteTracer, ctx: SpanContext,
                  parent: SpanContext | None, app: Flask, environ: dict[str, Any],
                  respond: StartResponse, method: str) -> None:
-        # LiteSpan's fields, set here (one call instead of two).
-        self._tracer = tracer
-        self._name = method
-        self._context = ctx
-        self._parent = parent
-        self._kind = _SERVER
-        self._start_time = start = time.time_ns()
-        self._attributes = {}
         # Not sampled: over from the start, records nothing.
-        self._end_time = None if ctx.trace_flags is SAMPLED else start
+        super().__init__(tracer, method, ctx, parent, _SERVER, time.time_ns(), None,
+                         ctx.trace_flags is SAMPLED)
         self.http_status = self.request = None
         self.owner = owner
         self.app = app
@@ -167,8 +156,7 @@ class _RequestSpan(LiteSpan):
         """The app's ``start_response``: notes the status and adds ``X-Trace-Id``."""
         try:
             self.http_status = int(status[:3])
-            if self.request is None and self.environ is not None:  # Flask drops it at the end
-                self.request = self.environ.get("werkzeug.request")
+            self.note_request()
             for name, _ in headers:
                 if name.lower() == _HEADER:
                     headers = [h for h in headers if h[0].lower() != _HEADER]
@@ -179,7 +167,8 @@ class _RequestSpan(LiteSpan):
         return self.respond(status, headers, exc_info)
 
     def note_request(self) -> None:
-        """Remember the request object while Flask still has it (when no response may start)."""
+        """Remember the request object while Flask still has it (it clears the environ's
+        reference at the end): when the response starts, or an error is noted."""
         if self.request is None and self.environ is not None:
             self.request = self.environ.get("werkzeug.request")
 
@@ -209,14 +198,16 @@ class _RequestSpan(LiteSpan):
     @staticmethod
     def complete_many(spans: list[_RequestSpan]) -> None:
         """For each request that did not fail, in order: the span's attributes and end, the log
-        line, the counts (added up for the batch, then merged under one lock)."""
+        line, the counts (added up for the batch, then merged under one lock). The spans of a
+        batch share their runtime (a batch is one runtime's ``deferred``)."""
+        if not spans:
+            return
+        rt = spans[0].rt
         counts: dict[tuple[str, str, int], list[float]] = {}
-        stats: RequestStats | None = None
         lines: list[str] = []
-        writer: SafeWriter | None = None
         for span in spans:
             try:
-                rt, owner, status, method = span.rt, span.owner, span.code, span.method
+                owner, status, method = span.owner, span.code, span.method
                 route, seconds = span.route, span.seconds
                 span.label(status, route, span.path, span.scheme)
                 route = route or ""
@@ -228,22 +219,10 @@ class _RequestSpan(LiteSpan):
                     level = "error"
                     span.set_status(Status(StatusCode.ERROR))
                 if owner.log_requests:
-                    logs = rt.logs
-                    if logs.writer is not writer:  # (another runtime: its own lines)
-                        if writer is not None:
-                            writer.batched_many(lines)
-                            lines = []
-                        writer = logs.writer
-                    logs.request_line(level, _LOGGER, method, route, span.path, status,
-                                      int(seconds * 1_000_000 + 0.5) / 1000, span.trace_hex,
-                                      span.get_span_context().span_id.to_bytes(8, "big").hex(),
-                                      span.end_ns, lines)
-                requests = rt.metrics.requests
-                if requests is not stats:
-                    if stats is not None:
-                        _merge(stats, counts)
-                        counts = {}
-                    stats = requests
+                    rt.logs.request_line(level, _LOGGER, method, route, span.path, status,
+                                         int(seconds * 1_000_000 + 0.5) / 1000, span.trace_hex,
+                                         span.get_span_context().span_id.to_bytes(8, "big").hex(),
+                                         span.end_ns, lines)
                 key = (method, route, status)
                 entry = counts.get(key)
                 if entry is None:
@@ -256,10 +235,8 @@ class _RequestSpan(LiteSpan):
                 span.end(span.end_ns)
             except Exception as exc:
                 drops.report("requests", 1, exc)
-        if stats is not None:
-            _merge(stats, counts)
-        if writer is not None:
-            writer.batched_many(lines)
+        _merge(rt.metrics.requests, counts)
+        rt.logs.writer.batched_many(lines)
 
     def finish(self, rt: _config.Runtime | None,
                error: tuple[BaseException, str | None] | None) -> None:
@@ -320,13 +297,7 @@ class _Middleware:
                                 environ, start_response, environ.get("REQUEST_METHOD") or "GET")
             if _cv_app.get(None) is not None:  # a context pushed before: Flask will reuse it
                 _outer(span, app)
-            if CONTEXT_VAR is not None:  # attach(span, span), in place
-                current = CONTEXT_VAR.get()
-                span.token = CONTEXT_VAR.set(otel_context.Context(
-                    {**current, SPAN_KEY: span, REQUEST_KEY: span} if current
-                    else {SPAN_KEY: span, REQUEST_KEY: span}))
-            else:  # pragma: no cover - another runtime context
-                span.token = attach(span, span)
+            span.token = attach(span, span)
             return span  # the token last: nothing after it can fail and leave the span current
         except Exception as exc:
             drops.report("requests", 1, exc)
@@ -344,9 +315,8 @@ class _Middleware:
             if status is None:
                 status = 500 if error else 200
             environ = span.environ or {}
+            span.note_request()
             req = span.request
-            if req is None:
-                req = environ.get("werkzeug.request")
             if req is not None:
                 rule = getattr(req, "url_rule", None)
                 span.route = rule.rule if rule is not None else None
