@@ -262,6 +262,12 @@ class Bench:
         totals = {n: threads * cases[n].calls_per_thread for n in names}
         return self._store(section, rates, CALLS_PER_S, totals, baseline)
 
+    def record(self, section: str, samples: Mapping[str, list[float]], *, unit: str,
+               per_round: int, baseline: str | None = None) -> dict[str, Result]:
+        """Results (the median of each case's rounds) for samples measured elsewhere."""
+        self._check_new(section, samples, baseline)
+        return self._store(section, samples, unit, dict.fromkeys(samples, per_round), baseline)
+
     def note(self, text: str) -> None:
         """A line printed under the tables and kept in the Markdown and JSON."""
         self.notes.append(text)

@@ -105,7 +105,7 @@ def _stat_ns(pid: int, proc: Path) -> int:
 
 def build_app(variant: str, workdir: Path) -> Any:
     """The WSGI app of ``variant`` (configuring telemetry or the SDKs it needs, for this process)."""
-    from bench.bench_telemetry import NullExporter, flask_app, theirs_app
+    from bench.bench_telemetry import flask_app, otel_flask_app, theirs_app
 
     if variant == "bare":
         return flask_app()
@@ -118,15 +118,7 @@ def build_app(variant: str, workdir: Path) -> Any:
         sentry_sdk.init(dsn="http://public@127.0.0.1:9/1")  # defaults; nothing is sent on success
         return app
     if variant == "otel":
-        from opentelemetry.instrumentation.flask import FlaskInstrumentor
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-        provider = TracerProvider(shutdown_on_exit=False)
-        provider.add_span_processor(BatchSpanProcessor(NullExporter()))
-        app = flask_app()
-        FlaskInstrumentor().instrument_app(app, tracer_provider=provider)  # type: ignore[no-untyped-call]
-        return app
+        return otel_flask_app()
     return _ours(variant, workdir)
 
 

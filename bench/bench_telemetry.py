@@ -273,6 +273,17 @@ def flask_requests(bench: Bench, log: Any, store_dir: str) -> None:
 # -- 3. theirs, in a child process -------------------------------------------------------------------
 
 
+def otel_flask_app() -> Flask:
+    """The route instrumented by opentelemetry-instrumentation-flask (spans batched to nowhere)."""
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(BatchSpanProcessor(NullExporter()))
+    app = flask_app()
+    FlaskInstrumentor().instrument_app(app, tracer_provider=provider)  # type: ignore[no-untyped-call]
+    return app
+
+
 def theirs_app() -> Flask:
     """opentelemetry-instrumentation-flask + a structlog JSON line + sentry-sdk's defaults."""
     import logging
@@ -280,12 +291,8 @@ def theirs_app() -> Flask:
     import sentry_sdk
     import structlog
     from flask import Response, request
-    from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(BatchSpanProcessor(NullExporter()))
-    app = flask_app()
-    FlaskInstrumentor().instrument_app(app, tracer_provider=provider)  # type: ignore[no-untyped-call]
+    app = otel_flask_app()
     log = structlog.wrap_logger(
         structlog.WriteLogger(open(os.devnull, "w")),  # noqa: SIM115 - lives as long as the child
         processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
@@ -338,18 +345,6 @@ def served_name(variant: str, *, wall: bool = False) -> str:
     return f"{_served.VARIANTS[variant]} (served{', wall clock' if wall else ''})"
 
 
-def record(bench: Bench, section: str, samples: dict[str, list[float]], *, unit: str,
-           per_round: int, baseline: str) -> dict[str, Result]:
-    """Results (median of rounds) for samples measured outside the harness; names must be new."""
-    taken = [name for name in samples if name in bench.results]
-    if taken or section in bench.sections():
-        raise ValueError(f"already recorded: {taken or section!r}")
-    results = {name: Result(section, name, median(values), unit, tuple(values), per_round, baseline)
-               for name, values in samples.items()}
-    bench.results.update(results)
-    return results
-
-
 def served(bench: Bench, *, requests: int = SERVED_REQUESTS, warmup: int = SERVED_WARMUP) -> None:
     variants = list(_served.VARIANTS)
     bench.say(f"-- {SERVED}: {len(variants)} servers x {bench.rounds} rounds x {requests:,} requests")
@@ -360,9 +355,9 @@ def served(bench: Bench, *, requests: int = SERVED_REQUESTS, warmup: int = SERVE
     wall = {served_name(v, wall=True): [ratio(s.requests * NS, s.wall_ns) for s in samples[v]]
             for v in variants}
     bare, ours, theirs_ = served_name("bare"), served_name("ours"), served_name("theirs")
-    record(bench, SERVED, per_core, unit="req/s/core", per_round=requests, baseline=bare)
-    record(bench, SERVED_WALL, wall, unit="req/s", per_round=requests,
-           baseline=served_name("bare", wall=True))
+    bench.record(SERVED, per_core, unit="req/s/core", per_round=requests, baseline=bare)
+    bench.record(SERVED_WALL, wall, unit="req/s", per_round=requests,
+                 baseline=served_name("bare", wall=True))
     bench.compare("telemetry.flask / bare Flask (served, per server core)", ours, bare, at_least=0.8)
     bench.compare("with the store / bare Flask (served, per server core)", served_name("store"), bare,
                   at_least=0.8)

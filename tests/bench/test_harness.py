@@ -183,6 +183,16 @@ def test_a_case_name_is_measured_only_once(tmp_path: Path) -> None:
         bench.time_calls("t", {"a": timer.case(10).call})
 
 
+def test_samples_measured_elsewhere_are_recorded_as_medians_once(tmp_path: Path) -> None:
+    """record() keeps each case's median against its baseline, and refuses a name twice."""
+    bench = make_bench(FakeTimer(), tmp_path, rounds=1, round_time=0.001)
+    out = bench.record("served", {"a": [3.0, 1.0, 2.0], "b": [8.0, 4.0, 6.0]}, unit="req/s",
+                       per_round=10, baseline="b")
+    assert (out["a"].value, out["b"].value, bench.versus(out["a"])) == (2.0, 6.0, 1 / 3)
+    with pytest.raises(ValueError, match="already"):
+        bench.record("again", {"a": [1.0]}, unit="req/s", per_round=1)
+
+
 def test_report_writes_json_and_markdown_with_machine_info(tmp_path: Path) -> None:
     """report() writes <name>.json and <name>.md holding the figures, verdicts and machine."""
     timer = FakeTimer()
